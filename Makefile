@@ -1,0 +1,60 @@
+# gapsvm: the user's path is `make features` then `make train`; `make demo` does it all.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+GAPSVM := $(BIN)/gapsvm
+
+DATA     ?= ../shared/data/persons/train
+OUT      ?= out
+SIZE     ?= 128x64
+FEATURES ?= $(OUT)/features.joblib
+MODEL    ?= $(OUT)/model.skops
+CLASSIFIER ?= linearsvc
+IMAGES   ?= $(DATA)
+DEMO_OUT ?= demo_out
+
+.PHONY: help install weights features train cam demo test lint bench clean
+
+help:
+	@echo "make demo      set everything up from nothing and run the demo (offline)"
+	@echo "make test      run the test suite"
+	@echo "make features  DATA=folder [SIZE=128x64] [FEATURES=out/features.joblib]"
+	@echo "make train     [FEATURES=...] [MODEL=out/model.skops] [CLASSIFIER=linearsvc]"
+	@echo "make cam       [MODEL=...] [IMAGES=...] -> $(OUT)/cam/*.png"
+	@echo "make bench     speed and memory ratios (benchmarks/README.md)"
+
+# The virtualenv is rebuilt only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[offline,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+weights: install
+	$(GAPSVM) weights install
+
+features: weights
+	$(GAPSVM) features $(DATA) --input-size $(SIZE) --out $(FEATURES)
+
+train: install
+	$(GAPSVM) train $(FEATURES) --classifier $(CLASSIFIER) --out $(MODEL)
+
+cam: install
+	$(GAPSVM) cam $(MODEL) $(IMAGES) --out $(OUT)/cam
+
+demo: weights
+	$(GAPSVM) demo --out $(DEMO_OUT)
+
+test: weights
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: weights
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(OUT) $(DEMO_OUT) .pytest_cache .ruff_cache

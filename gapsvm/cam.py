@@ -1,0 +1,152 @@
+"""Class activation maps: the pure-numpy math (no TensorFlow here).
+
+A linear head on GAP features scores class ``c`` as ``s_c = W[c] . mean_xy f(x, y) + b[c]``.
+Because the mean is linear, ``s_c = mean_xy (W[c] . f(x, y)) + b[c]``: the class activation
+map ``cam_c(x, y) = sum_k W[c, k] f_k(x, y)`` (Zhou et al., CVPR 2016) distributes the score
+over the image exactly, and its spatial mean plus the intercept *is* the decision function.
+gapsvm keeps that identity true and tested; CAMs here never include the intercept.
+
+Binary heads have one weight row ``w`` (scikit-learn's convention: positive scores mean
+``classes_[1]``). Class 1 uses ``+w`` and class 0 ``-w``, with intercepts ``+b`` and ``-b``,
+so every class, in every head, has a row in :func:`class_weights`.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "class_activation_map",
+    "class_weights",
+    "normalize_cam",
+    "overlay",
+    "upsample_cam",
+]
+
+
+def class_weights(
+    coef: np.ndarray, intercept: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One weight row and intercept per class, expanding binary heads to ``[-w, +w]``.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (n_rows, n_features)
+        The head's (effective) ``coef_``; one row for a binary head.
+    intercept : ndarray of shape (n_rows,)
+    n_classes : int
+
+    Returns
+    -------
+    W : ndarray of shape (n_classes, n_features), float64
+    b : ndarray of shape (n_classes,), float64
+    """
+    coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+    intercept = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+    if n_classes == 2 and coef.shape[0] == 1:
+        return np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+    if coef.shape[0] != n_classes or intercept.shape[0] != n_classes:
+        raise ValueError(
+            f"{coef.shape[0]} weight rows and {intercept.shape[0]} intercepts for {n_classes} "
+            "classes"
+        )
+    return coef, intercept
+
+
+def class_activation_map(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``cam[y, x] = sum_k weights[k] * maps[y, x, k]`` (without the intercept).
+
+    Parameters
+    ----------
+    maps : ndarray of shape (h, w, k) or (n, h, w, k)
+        Feature maps (any float dtype; float16 maps are accumulated in float32 or better).
+    weights : ndarray of shape (k,) or (n, k)
+        One row per map when ``maps`` is a batch.
+
+    Returns
+    -------
+    ndarray of shape (h, w) or (n, h, w), float32
+        Its spatial mean plus the class intercept equals the head's decision value.
+    """
+    maps = np.asarray(maps)
+    weights = np.asarray(weights, dtype=np.float64)
+    if maps.shape[-1] != weights.shape[-1]:
+        raise ValueError(
+            f"maps have {maps.shape[-1]} channels but the weights have {weights.shape[-1]}"
+        )
+    if maps.ndim == 3 and weights.ndim == 1:
+        out = np.tensordot(maps.astype(np.float64, copy=False), weights, axes=([2], [0]))
+    elif maps.ndim == 4 and weights.ndim == 2 and len(weights) == len(maps):
+        out = np.einsum("nhwk,nk->nhw", maps.astype(np.float64, copy=False), weights)
+    else:
+        raise ValueError(f"cannot combine maps {maps.shape} with weights {weights.shape}")
+    return out.astype(np.float32)
+
+
+def upsample_cam(cam: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of a 2-D map to ``size_hw`` (height, width).
+
+    OpenCV's bilinear resize uses half-pixel centres: feature cell ``i`` of a stride-16 map
+    lands at pixel ``16 i + 7.5``, the centre of the block it summarises.
+    """
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.ndim != 2:
+        raise ValueError(f"expected a 2-D map, got shape {cam.shape}")
+    h, w = int(size_hw[0]), int(size_hw[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"target size must be positive, got {size_hw}")
+    if cam.shape == (h, w):
+        return cam.copy()
+    return cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def normalize_cam(cam: np.ndarray) -> np.ndarray:
+    """Min-max scale one map (or each map of a batch) to [0, 1]; a constant map becomes 0.
+
+    Parameters
+    ----------
+    cam : ndarray of shape (h, w) or (n, h, w)
+
+    Returns
+    -------
+    ndarray of the same shape, float32, values in [0, 1]
+    """
+    cam = np.asarray(cam, dtype=np.float32)
+    axes = (-2, -1)
+    lo = cam.min(axis=axes, keepdims=True)
+    span = cam.max(axis=axes, keepdims=True) - lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(span > 0, (cam - lo) / np.where(span > 0, span, 1), 0.0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def overlay(
+    image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, normalize: bool = True
+) -> np.ndarray:
+    """Blend a jet-coloured CAM over an RGB image, as the original post drew it.
+
+    Parameters
+    ----------
+    image : ndarray of shape (h, w, 3), uint8 RGB
+    cam : ndarray of shape (h', w')
+        Upsampled to the image size if needed.
+    alpha : float, default=0.5
+        Weight of the heatmap.
+    normalize : bool, default=True
+        Min-max scale the map first; pass False for a map already in [0, 1].
+
+    Returns
+    -------
+    ndarray of shape (h, w, 3), uint8 RGB
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 RGB (h, w, 3), got {image.dtype} {image.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    m = upsample_cam(cam, image.shape[:2])
+    m = normalize_cam(m) if normalize else np.clip(m, 0.0, 1.0)
+    heat_bgr = cv2.applyColorMap((m * 255 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB)  # OpenCV colour maps are BGR
+    return cv2.addWeighted(heat, alpha, image, 1.0 - alpha, 0.0)

@@ -1,0 +1,521 @@
+"""The ``gapsvm`` command line.
+
+Subcommands follow the user's path: ``weights install`` once, then ``features`` (images ->
+cached GAP vectors in one file), ``train`` (a linear head, cross-validated, saved as
+``.skops``), ``predict`` and ``cam`` (overlay PNGs).
+
+Classifier flags work as in skorch: ``--classifier`` takes a short name (``linearsvc``,
+``logreg``, ``sgd``, ``ridge``, ``perceptron``, ``lda``) or a dotted class name
+(``sklearn.linear_model.LogisticRegression``), and any ``--classifier__<param> VALUE`` sets a
+nested parameter (values are read as Python literals where they parse, else as strings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import importlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "resolve_classifier"]
+
+CLASSIFIERS = {
+    "linearsvc": "sklearn.svm.LinearSVC",
+    "logreg": "sklearn.linear_model.LogisticRegression",
+    "sgd": "sklearn.linear_model.SGDClassifier",
+    "ridge": "sklearn.linear_model.RidgeClassifier",
+    "perceptron": "sklearn.linear_model.Perceptron",
+    "lda": "sklearn.discriminant_analysis.LinearDiscriminantAnalysis",
+}
+# Settings that make the short names converge on GAP features of this size.
+_CLASSIFIER_DEFAULTS = {"logreg": {"max_iter": 5000}, "linearsvc": {"max_iter": 10000}}
+
+
+class CLIError(Exception):
+    """An error to report on one line, without a traceback."""
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def resolve_classifier(name: str, params: dict[str, Any] | None = None) -> Any:
+    """Build a classifier from a short name or a dotted class name, skorch-style.
+
+    Parameters
+    ----------
+    name : str
+        ``linearsvc``, ``logreg``, ``sgd``, ``ridge``, ``perceptron``, ``lda``, or a dotted
+        path such as ``sklearn.linear_model.LogisticRegression``.
+    params : dict, optional
+        Constructor parameters (set with ``set_params``, so nested names work for Pipelines).
+
+    Returns
+    -------
+    estimator
+    """
+    key = name.lower()
+    dotted = CLASSIFIERS.get(key, name)
+    module_name, _, cls_name = dotted.rpartition(".")
+    if not module_name:
+        raise CLIError(
+            f"unknown classifier {name!r}: use one of {', '.join(CLASSIFIERS)} or a dotted "
+            "class name like sklearn.linear_model.LogisticRegression"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as exc:
+        raise CLIError(f"cannot import classifier {dotted!r}: {exc}") from None
+    est = cls()
+    merged = {**_CLASSIFIER_DEFAULTS.get(key, {}), **(params or {})}
+    try:
+        est.set_params(**merged)
+    except ValueError as exc:
+        raise CLIError(f"bad parameter for {cls_name}: {exc}") from None
+    return est
+
+
+def _nested_flags(extra: Sequence[str], prefix: str = "classifier__") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    it = iter(extra)
+    for tok in it:
+        if not tok.startswith("--" + prefix):
+            raise CLIError(f"unrecognized argument {tok!r}")
+        key, eq, value = tok[2 + len(prefix) :].partition("=")
+        if not eq:
+            try:
+                value = next(it)
+            except StopIteration:
+                raise CLIError(f"{tok} needs a value") from None
+        out[key] = _literal(value)
+    return out
+
+
+def _verbose(args: argparse.Namespace) -> int:
+    return 0 if getattr(args, "quiet", False) else 1
+
+
+def _safe_rel(path: str, root: str) -> str:
+    """A relative output name that cannot climb out of the output folder."""
+    rel = os.path.relpath(path, root) if root else os.path.basename(path)
+    parts = [p for p in Path(rel).parts if p not in ("..", ".", "", os.sep)]
+    return "/".join(parts) or os.path.basename(path)
+
+
+def _expand_inputs(items: Sequence[str]) -> list[tuple[str, str]]:
+    """Files and folders from the command line -> (path, name relative to its folder)."""
+    from .images import list_images
+
+    out: list[tuple[str, str]] = []
+    for item in items:
+        if os.path.isdir(item):
+            found = list_images(item)
+            if not found:
+                raise CLIError(f"no images found in {item!r}")
+            out.extend((p, _safe_rel(p, item)) for p in found)
+        else:
+            out.append((item, os.path.basename(item)))
+    return out
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # BGR on disk
+    if not ok:
+        raise CLIError(f"cannot encode {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
+# -- weights -----------------------------------------------------------------------------
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .backbone import get_spec
+    from .weights import install_offline_weights, installed_weights_path, keras_cached_weights_path
+
+    spec = get_spec(args.backbone)
+    if args.action == "install":
+        install_offline_weights(spec, force=args.force, log=print)
+        return 0
+    print(f"backbone            {spec.name} (cut at {spec.layer}, stride {spec.stride})")
+    print(f"ImageNet sha256     {spec.imagenet_sha256}")
+    for label, p in (
+        ("Keras cache", keras_cached_weights_path(spec)),
+        ("gapsvm install", installed_weights_path(spec)),
+    ):
+        print(f"{label:<19} {p} ({'present' if p.is_file() else 'absent'})")
+    if args.action == "verify":
+        from .backbone import build_model
+
+        _, ident = build_model(spec, "imagenet")
+        print(f"verified            {ident.name} {ident.sha256}")
+    return 0
+
+
+# -- features ----------------------------------------------------------------------------
+def _size_arg(text: str) -> Any:
+    from .images import parse_input_size
+
+    try:
+        return parse_input_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _weights_arg(text: str) -> Any:
+    return None if text.lower() in ("none", "random") else text
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from .featurizer import GapFeaturizer, write_features_file
+    from .images import ScanProblem, load_directory
+
+    problems: list[ScanProblem] = []
+    paths, labels, class_names = load_directory(args.data_dir, problems)
+    fz = GapFeaturizer(
+        backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+        precision=args.precision, batch_size=args.batch_size, cache_dir=args.cache_dir,
+        cache_maps=not args.no_maps, verbose=_verbose(args),
+    ).fit()
+    t0 = time.perf_counter()
+    res = fz.extract(paths, on_error="skip")
+    elapsed = time.perf_counter() - t0
+    ok = res.ok
+    root = os.path.abspath(args.data_dir)
+    errors = [{"path": _safe_rel(p.path, root), "reason": p.reason} for p in problems]
+    errors += [{"path": _safe_rel(e.path, root), "reason": e.reason} for e in res.errors]
+    rel = [_safe_rel(p, root) for p in paths]
+    payload = {
+        "X": res.gap[ok],
+        "y": None if labels is None else labels[ok],
+        "class_names": class_names,
+        "paths": [r for r, k in zip(rel, ok, strict=True) if k],
+        "image_hw": [hw for hw in res.image_hw if hw is not None],
+        "data_dir": root,
+        "errors": errors,
+        "meta": fz.metadata(),
+    }
+    if ok.any():
+        write_features_file(args.out, payload)
+    n_ok = int(ok.sum())
+    rate = res.n_computed / elapsed if res.n_computed and elapsed > 0 else float("nan")
+    print(
+        f"{n_ok} images -> {args.out} ({res.n_computed} computed, {n_ok - res.n_computed} "
+        f"from cache, {elapsed:.1f} s" + (f", {rate:.1f} img/s computed" if res.n_computed else "")
+        + ")"
+    )
+    if class_names:
+        counts = {c: int(np.sum(payload["y"] == c)) for c in class_names}
+        print("classes: " + ", ".join(f"{c} ({n})" for c, n in counts.items()))
+    if errors:
+        print(f"{len(errors)} file(s) skipped:", file=sys.stderr)
+        for e in errors:
+            print(f"  {e['path']}: {e['reason']}", file=sys.stderr)
+        if args.errors:
+            with open(args.errors, "w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=["path", "reason"])
+                w.writeheader()
+                w.writerows(errors)
+    if not ok.any():
+        raise CLIError(f"no usable image in {args.data_dir!r}; nothing written")
+    return 1 if errors and args.strict else 0
+
+
+# -- train -------------------------------------------------------------------------------
+def _model_from_meta(meta: dict[str, Any], weights: Any, classifier: Any) -> Any:
+    from .estimator import GapClassifier
+    from .images import parse_input_size
+
+    if weights == "auto":
+        name = meta["weights"]["name"]
+        if name == "imagenet":
+            weights = "imagenet"
+        elif name.startswith("random("):
+            weights = None
+        else:
+            raise CLIError(
+                f"the features were computed with the weights file {name!r}; pass it with "
+                "--weights PATH"
+            )
+    return GapClassifier(
+        classifier, backbone=meta["backbone"], weights=weights,
+        input_size=parse_input_size(meta["input_size"]), precision=meta["precision"],
+    )
+
+
+def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from sklearn.metrics import classification_report
+    from sklearn.model_selection import StratifiedKFold
+
+    from .featurizer import read_features_file
+    from .head import GapHead
+    from .persist import save_model
+
+    t0 = time.perf_counter()
+    data = read_features_file(args.features)
+    X, y = data["X"], data["y"]
+    if y is None:
+        raise CLIError(
+            f"{args.features} has no labels (its images were in a flat folder); train needs "
+            "a folder with one sub-folder per class"
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise CLIError(f"{args.features} has a single class {classes.tolist()}: need two or more")
+    params = _nested_flags(extra)
+    if args.C is not None:
+        params.setdefault("C", args.C)
+    clf = resolve_classifier(args.classifier, params)
+    print(f"{len(y)} images, classes {dict(zip(classes.tolist(), counts.tolist(), strict=True))}")
+    print(f"features: {data['meta']['backbone']} {data['meta']['layer']}, input "
+          f"{data['meta']['input_size']}, weights {data['meta']['weights']['name']}")
+    print(f"classifier: {clf!r}")
+    cv_info: dict[str, Any] = {}
+    folds = min(args.cv, int(counts.min()))
+    if args.cv >= 2 and folds >= 2:
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=args.seed)
+        scores = []
+        pred = np.empty_like(y)
+        for tr, te in skf.split(X, y):
+            head = GapHead(clf).fit(X[tr], y[tr])
+            pred[te] = head.predict(X[te])
+            scores.append(float(np.mean(pred[te] == y[te])))
+        scores_arr = np.asarray(scores)
+        print(f"{folds}-fold accuracy: {scores_arr.mean():.4f} +- {scores_arr.std():.4f} "
+              f"(folds: {', '.join(f'{s:.3f}' for s in scores)})")
+        print(classification_report(y, pred, digits=3))
+        cv_info = {"cv_folds": folds, "cv_accuracy_mean": float(scores_arr.mean()),
+                   "cv_accuracy_std": float(scores_arr.std()), "cv_scores": scores}
+    elif args.cv >= 2:
+        print(f"cross-validation skipped: the smallest class has {counts.min()} image(s)")
+    model = _model_from_meta(data["meta"], args.weights, clf)
+    model.fit_features(X, y, data["meta"])
+    model.training_info_ = {
+        "n_images": len(y), "features_file": os.path.basename(args.features),
+        "classifier": repr(clf), **cv_info,
+    }
+    save_model(model, args.out)
+    print(f"model -> {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+# -- predict / cam -----------------------------------------------------------------------
+def _load(args: argparse.Namespace) -> Any:
+    from .persist import load_model
+
+    model = load_model(args.model, trusted=args.trusted)
+    if getattr(args, "input_size", "fit") != "fit":
+        model.set_params(input_size=args.input_size)
+    if getattr(args, "precision", None):
+        model.set_params(precision=args.precision)
+    if getattr(args, "cache_dir", None) is not None:
+        model.set_params(cache_dir=args.cache_dir)
+    model.set_params(verbose=0)
+    return model
+
+
+def _chunks(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = _load(args)
+    items = _expand_inputs(args.images)
+    rows = []
+    n_bad = 0
+    for sl in _chunks(len(items), 256):
+        chunk = items[sl]
+        res = model._extract([p for p, _ in chunk], on_error="skip")
+        ok = res.ok
+        pred = np.empty(len(chunk), dtype=object)
+        score = np.full(len(chunk), np.nan)
+        if ok.any():
+            pred[ok] = model.head_.predict(res.gap[ok])
+            if hasattr(model.head_, "decision_function"):
+                d = np.asarray(model.head_.decision_function(res.gap[ok]))
+                score[ok] = np.abs(d) if d.ndim == 1 else d.max(axis=1)
+        for e in res.errors:
+            print(f"{e.path}: {e.reason}", file=sys.stderr)
+            n_bad += 1
+        for (p, _), k, lab, s in zip(chunk, ok, pred, score, strict=True):
+            if k:
+                rows.append((p, lab, s))
+    if args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(["path", "label", "score"])
+        w.writerows((p, lab, f"{s:.6g}") for p, lab, s in rows)
+    else:
+        for p, lab, s in rows:
+            print(f"{lab}\t{s:+.4f}\t{p}")
+    return 1 if n_bad and (args.strict or not rows) else 0
+
+
+def cmd_cam(args: argparse.Namespace) -> int:
+    from .cam import normalize_cam, overlay, upsample_cam
+    from .featurizer import _progress
+    from .images import read_image
+
+    model = _load(args)
+    model.head_.cam_weights()  # a non-linear head fails here, before any image is read
+    items = _expand_inputs(args.images)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = args.target
+    if target is not None and target not in [str(c) for c in model.classes_]:
+        raise CLIError(f"unknown --target {target!r}; the model's classes are "
+                       f"{[str(c) for c in model.classes_]}")
+    if target is not None:
+        target = model.classes_[[str(c) for c in model.classes_].index(target)]
+    n_bad = 0
+    written = 0
+    with _progress(len(items), 1 if not args.quiet else 0, "cam") as bar:
+        for sl in _chunks(len(items), max(args.batch_size, 32)):
+            chunk = items[sl]
+            info = model.explain([p for p, _ in chunk], target, on_error="skip")
+            for e in info["errors"]:
+                n_bad += 1
+                print(f"{e.path}: {e.reason}", file=sys.stderr)
+            for j, (path, rel) in enumerate(chunk):
+                cam = info["cams"][j]
+                if cam is None:
+                    continue
+                img = read_image(path)
+                heat = normalize_cam(upsample_cam(cam, img.shape[:2]))
+                stem = str(Path(rel).with_suffix(""))
+                label = str(model.classes_[info["target"][j]])
+                _write_png(out / f"{stem}.cam-{label}.png", overlay(img, heat, args.alpha,
+                                                                   normalize=False))
+                if args.save_npy:
+                    np.save(out / f"{stem}.cam-{label}.npy", cam)
+                written += 1
+            bar.update(len(chunk))
+    print(f"{written} overlay(s) -> {out}")
+    return 1 if n_bad and (args.strict or not written) else 0
+
+
+# -- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    from ._version import __version__
+
+    p = argparse.ArgumentParser(
+        prog="gapsvm",
+        description="Where does an image classifier look? VGG16 GAP features, a linear "
+        "scikit-learn head, class activation maps.",
+    )
+    p.add_argument("--version", action="version", version=f"gapsvm {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    w = sub.add_parser("weights", help="install or check the backbone weights")
+    w.add_argument("action", choices=["install", "info", "verify"])
+    w.add_argument("--backbone", default="vgg16")
+    w.add_argument("--force", action="store_true", help="reinstall even if verified")
+
+    def featurizer_flags(q: argparse.ArgumentParser, fit_defaults: bool) -> None:
+        if fit_defaults:
+            q.add_argument("--input-size", type=_size_arg, default="fit",
+                           help="override the model's input size: HxW, a scale like x2, "
+                                "or native")
+            q.add_argument("--precision", choices=["float32", "bfloat16"], default=None)
+        else:
+            q.add_argument("--input-size", type=_size_arg, default=(224, 224),
+                           help="HxW (e.g. 128x64), a scale like x2, or native "
+                                "(default 224x224)")
+            q.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+            q.add_argument("--weights", type=_weights_arg, default="imagenet",
+                           help="imagenet (default), a Keras weights file, or none")
+            q.add_argument("--backbone", default="vgg16")
+        q.add_argument("--cache-dir", default=None if fit_defaults else "auto",
+                       help="feature cache folder (default $GAPSVM_HOME/features)")
+        q.add_argument("--batch-size", type=int, default=16)
+        q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        q.add_argument("--strict", action="store_true",
+                       help="exit non-zero if any file could not be read")
+
+    f = sub.add_parser("features", help="compute GAP features of a folder of images")
+    f.add_argument("data_dir", help="folder with one sub-folder per class, or a flat folder")
+    f.add_argument("--out", default="features.joblib")
+    featurizer_flags(f, fit_defaults=False)
+    f.add_argument("--errors", metavar="CSV", help="write unreadable files and reasons here")
+    f.add_argument("--no-maps", action="store_true",
+                   help="cache only the vectors, not the maps CAMs need")
+
+    t = sub.add_parser(
+        "train",
+        help="train a linear head on a features file",
+        epilog="Any --classifier__PARAM VALUE sets a classifier parameter, e.g. "
+        "--classifier__max_iter 2000.",
+    )
+    t.add_argument("features")
+    t.add_argument("--classifier", default="linearsvc",
+                   help=f"{'|'.join(CLASSIFIERS)} or a dotted class name (default linearsvc)")
+    t.add_argument("--C", type=float, default=None, help="shorthand for --classifier__C")
+    t.add_argument("--cv", type=int, default=5, help="cross-validation folds (0 to skip)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--weights", type=_weights_arg, default="auto",
+                   help="weights file, when the features came from one")
+    t.add_argument("--out", default="model.skops")
+
+    for name, helptext in (("predict", "label and score per image"),
+                           ("cam", "write class activation map overlays as PNG")):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("model")
+        q.add_argument("images", nargs="+", help="image files and/or folders")
+        q.add_argument("--trusted", action="store_true",
+                       help="allow pickle-based model files (they can run code)")
+        featurizer_flags(q, fit_defaults=True)
+        if name == "predict":
+            q.add_argument("--csv", action="store_true", help="CSV on standard output")
+        else:
+            q.add_argument("--target", default=None, help="class to explain (default: "
+                           "each image's predicted class)")
+            q.add_argument("--out", required=True, help="folder for the PNG overlays")
+            q.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
+            q.add_argument("--save-npy", action="store_true",
+                           help="also save the raw feature-resolution maps (.npy)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off
+    from .cache import CacheWriteError
+    from .head import NotLinearError
+    from .images import ImageReadError
+    from .persist import ModelLoadError
+    from .weights import WeightsError
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if extra and args.command != "train":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "train":
+            return cmd_train(args, extra)
+        return {"weights": cmd_weights, "features": cmd_features, "predict": cmd_predict,
+                "cam": cmd_cam}[args.command](args)
+    except (CLIError, ImageReadError, WeightsError, ModelLoadError, NotLinearError,
+            CacheWriteError, FileNotFoundError, ValueError) as exc:
+        print(f"gapsvm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished images are in the cache", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""GapClassifier: images in, a linear scikit-learn head on cached GAP features, exact CAMs out."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from . import _validation as val
+from .cam import class_activation_map, normalize_cam, upsample_cam
+from .featurizer import ExtractionResult, GapFeaturizer
+from .head import GapHead, _materialize_default
+
+__all__ = ["GapClassifier"]
+
+_FEATURIZER_PARAMS = (
+    "backbone", "weights", "input_size", "precision", "batch_size", "cache_dir", "cache_maps",
+    "verbose",
+)  # fmt: skip
+
+
+def _head_has(attr: str):
+    def check(self: GapClassifier) -> bool:
+        if hasattr(self, "head_"):
+            return hasattr(self.head_, attr)
+        return hasattr(GapHead(self.classifier)._classifier(), attr)
+
+    return check
+
+
+class GapClassifier(ClassifierMixin, BaseEstimator):
+    """An image classifier whose decisions can be drawn as class activation maps.
+
+    A frozen Keras backbone (VGG16 cut at ``block5_conv3``) turns each image into feature
+    maps; their global average (GAP) feeds a linear scikit-learn ``classifier``. The head's
+    weights applied to the maps give each class's activation map, whose spatial mean plus
+    the intercept equals ``decision_function``. Features are cached on disk, so swapping or
+    tuning the head (``GridSearchCV``) runs the network once per image.
+
+    Parameters
+    ----------
+    classifier : estimator, default=None
+        Any scikit-learn classifier, or a Pipeline ending in one; None means ``LinearSVC()``.
+        Nested parameters route as ``classifier__C``. CAMs need a linear head (``coef_``,
+        ``intercept_``) whose earlier pipeline steps are affine; other heads train and predict.
+    backbone : str, default="vgg16"
+    weights : {"imagenet"}, path or None, default="imagenet"
+        As in Keras; ``"imagenet"`` works offline after ``gapsvm weights install``.
+    input_size : (height, width), float or None, default=(224, 224)
+        Network input size: fixed ``(h, w)``, a scale of each image's own size, or None (own
+        size). Changing it on a fitted model with ``set_params`` takes effect without a refit:
+        GAP features do not depend on the image size, so a head trained on small crops
+        applies to whole photographs.
+    precision : {"float32", "bfloat16"}, default="float32"
+    batch_size : int, default=16
+    cache_dir : path, "auto" or None, default="auto"
+        ``"auto"`` is ``$GAPSVM_HOME/features``; None disables the cache.
+    cache_maps : bool, default=True
+        Cache the feature maps too, so CAMs after a head swap need no network pass.
+    verbose : int, default=0
+        0 silent, 1 progress bar on terminals, 2 always.
+
+    Attributes
+    ----------
+    head_ : GapHead
+        The fitted head on GAP vectors (its ``classifier_`` is the fitted ``classifier``).
+    classes_ : ndarray of shape (n_classes,)
+        Class labels as given to ``fit`` (strings work).
+    feature_meta_ : dict
+        What produced the training features: backbone, layer, stride, weights identity
+        (name and content hash), precision, input size, preprocessing and gapsvm versions.
+
+    See Also
+    --------
+    GapFeaturizer : the images-to-GAP-vectors transformer used inside.
+    gapsvm.cam : the pure-numpy CAM math.
+
+    Examples
+    --------
+    >>> from gapsvm import GapClassifier
+    >>> clf = GapClassifier(input_size=(128, 64)).fit(paths, labels)  # doctest: +SKIP
+    >>> clf.predict(new_paths)  # doctest: +SKIP
+    >>> cams = clf.cam(new_paths, target="person")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        classifier: Any = None,
+        *,
+        backbone: str = "vgg16",
+        weights: str | os.PathLike | None = "imagenet",
+        input_size: Any = (224, 224),
+        precision: str = "float32",
+        batch_size: int = 16,
+        cache_dir: str | os.PathLike | None = "auto",
+        cache_maps: bool = True,
+        verbose: int = 0,
+    ) -> None:
+        self.classifier = classifier
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.precision = precision
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.cache_maps = cache_maps
+        self.verbose = verbose
+
+    def set_params(self, **params: Any) -> GapClassifier:
+        """Set parameters; ``classifier__C=...`` works on the default ``LinearSVC()`` too."""
+        _materialize_default(self, params)
+        return super().set_params(**params)
+
+    # -- features ----------------------------------------------------------------------
+    def featurizer(self) -> GapFeaturizer:
+        """A fitted :class:`GapFeaturizer` with this model's current featurizer parameters."""
+        return GapFeaturizer(**{p: getattr(self, p) for p in _FEATURIZER_PARAMS}).fit()
+
+    def _extract(
+        self, X: Any, *, maps: bool = False, input_size: Any = "fit", on_error: str = "raise"
+    ) -> ExtractionResult:
+        fz = self.featurizer()
+        fitted = getattr(self, "feature_meta_", None)
+        if fitted is not None and fz.weights_id_["sha256"] != fitted["weights"]["sha256"]:
+            raise ValueError(
+                f"this model's head was trained on features from weights {fitted['weights']}, "
+                f"but weights={self.weights!r} gives {fz.weights_id_}; use the same weights"
+            )
+        if fitted is not None and fz.feature_layer_ != fitted["layer"]:
+            raise ValueError(
+                f"head trained on layer {fitted['layer']!r}, backbone gives {fz.feature_layer_!r}"
+            )
+        return fz.extract(X, maps=maps, on_error=on_error, input_size=input_size)
+
+    # -- fitting -----------------------------------------------------------------------
+    def fit(self, X: Any, y: Any) -> GapClassifier:
+        """Compute (or fetch from the cache) GAP features of ``X`` and fit the head.
+
+        Parameters
+        ----------
+        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
+            Image files or uint8 RGB images.
+        y : array-like of shape (n,)
+            Class labels (any hashable: strings work).
+
+        Returns
+        -------
+        self : GapClassifier
+
+        Raises
+        ------
+        ImageReadError
+            An image could not be read (every readable one is computed and cached first).
+        ValueError
+            Labels of the wrong length, or fewer than two classes.
+        """
+        sources, _ = val.check_images(X)
+        y = val.check_labels(y, len(sources))
+        fz = self.featurizer()
+        res = fz.extract(sources)
+        return self.fit_features(res.gap, y, fz.metadata())
+
+    def fit_features(self, features: np.ndarray, y: Any, metadata: dict[str, Any]) -> GapClassifier:
+        """Fit the head on precomputed GAP vectors (as ``gapsvm train`` does).
+
+        Parameters
+        ----------
+        features : ndarray of shape (n, n_channels)
+            GAP vectors from :class:`GapFeaturizer` or a ``gapsvm features`` file.
+        y : array-like of shape (n,)
+        metadata : dict
+            The features' metadata (:meth:`GapFeaturizer.metadata`); its backbone must match
+            this model's ``backbone``.
+
+        Returns
+        -------
+        self : GapClassifier
+        """
+        features = np.asarray(features)
+        y = val.check_labels(y, len(features))
+        if metadata.get("backbone") != self.backbone:
+            raise ValueError(
+                f"features come from backbone {metadata.get('backbone')!r}, this model uses "
+                f"{self.backbone!r}"
+            )
+        if len(np.unique(y)) < 2:
+            raise ValueError(
+                f"need at least two classes to train a classifier, got only {np.unique(y)!r}"
+            )
+        self.head_ = GapHead(self.classifier).fit(features, y)
+        self.classes_ = self.head_.classes_
+        self.feature_meta_ = dict(metadata)
+        return self
+
+    # -- prediction --------------------------------------------------------------------
+    def transform_features(self, X: Any, input_size: Any = "fit") -> np.ndarray:
+        """GAP vectors of ``X`` as this model sees them (checked against the fitted weights)."""
+        check_is_fitted(self)
+        return self._extract(X, input_size=input_size).gap
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class label of each image.
+
+        Parameters
+        ----------
+        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
+        return self.head_.predict(self.transform_features(X))
+
+    @available_if(_head_has("decision_function"))
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Decision values: shape (n,) for two classes (positive means ``classes_[1]``),
+        else (n, n_classes)."""
+        return self.head_.decision_function(self.transform_features(X))
+
+    @available_if(_head_has("predict_proba"))
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (only where the head has ``predict_proba``)."""
+        return self.head_.predict_proba(self.transform_features(X))
+
+    # -- class activation maps ---------------------------------------------------------
+    def class_scores(self, features: np.ndarray) -> np.ndarray:
+        """Per-class scores ``W[c] . gap + b[c]`` of GAP vectors, shape (n, n_classes).
+
+        For a binary head, column 1 is ``decision_function`` and column 0 its negative.
+        """
+        W, b = self.head_.cam_weights()
+        return np.asarray(features, dtype=np.float64) @ W.T + b
+
+    def explain(
+        self,
+        X: Any,
+        target: Any = None,
+        *,
+        input_size: Any = "fit",
+        on_error: str = "raise",
+    ) -> dict[str, Any]:
+        """Feature-resolution CAMs with everything needed to draw and judge them.
+
+        Parameters
+        ----------
+        X : images
+        target : None, label or sequence of labels
+            None: each image's predicted class; a label: that class for all; a sequence of
+            length n: one class per image.
+        input_size : default="fit"
+            Network input size for this call (e.g. None for each image's own size).
+        on_error : {"raise", "skip"}
+
+        Returns
+        -------
+        dict
+            ``cams`` (list of float32 (h', w') maps, None for unreadable images),
+            ``target`` (class index per image), ``predicted`` (labels), ``scores``
+            (n, n_classes), ``image_hw`` and ``input_hw`` (lists), ``errors`` (list of
+            ImageReadError), ``ok`` (bool mask).
+
+        Raises
+        ------
+        NotLinearError
+            The head is not linear in the GAP features.
+        ValueError
+            An unknown target class (the message lists the classes) or a wrong-length list.
+        """
+        check_is_fitted(self)
+        W, b = self.head_.cam_weights()
+        res = self._extract(X, maps=True, input_size=input_size, on_error=on_error)
+        ok = res.ok
+        n = len(ok)
+        scores = np.full((n, len(self.classes_)), np.nan)
+        predicted = np.empty(n, dtype=self.classes_.dtype)
+        if ok.any():
+            scores[ok] = self.class_scores(res.gap[ok])
+            predicted[ok] = self.head_.predict(res.gap[ok])
+        if target is None:
+            tgt = np.full(n, -1)
+            tgt[ok] = val.resolve_targets(None, self.classes_, predicted[ok], int(ok.sum()))
+        else:
+            tgt = val.resolve_targets(target, self.classes_, predicted, n)
+        cams: list[np.ndarray | None] = [
+            class_activation_map(m, W[t]) if m is not None else None
+            for m, t in zip(res.maps, tgt, strict=True)
+        ]
+        return {
+            "cams": cams,
+            "target": tgt,
+            "predicted": predicted,
+            "scores": scores,
+            "intercepts": b,
+            "image_hw": res.image_hw,
+            "input_hw": res.input_hw,
+            "errors": res.errors,
+            "ok": ok,
+        }
+
+    def cam(
+        self,
+        X: Any,
+        target: Any = None,
+        *,
+        size: str = "image",
+        normalize: bool = True,
+        input_size: Any = "fit",
+    ) -> np.ndarray | list[np.ndarray]:
+        """Class activation maps: where in each image the evidence for a class lies.
+
+        ``cam[y, x] = sum_k W[c, k] f_k(y, x)`` on the backbone's feature maps, with ``W[c]``
+        the head's (pipeline-folded) weights for class ``c``. Unnormalised at feature
+        resolution, its spatial mean plus the class intercept equals the class score.
+
+        Parameters
+        ----------
+        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
+        target : None, label or sequence of labels, default=None
+            None: each image's predicted class; a label: that class for every image; a
+            sequence of length n: one class per image.
+        size : {"image", "features"}, default="image"
+            ``"features"``: the raw map at feature resolution; ``"image"``: bilinearly
+            upsampled to each image's own size.
+        normalize : bool, default=True
+            Min-max scale each map to [0, 1].
+        input_size : default="fit"
+            Network input size for this call, whatever the model was fitted with: (h, w), a
+            scale factor, or None for each image's own size.
+
+        Returns
+        -------
+        ndarray of shape (n, H, W), float32, or list of ndarray
+            An array when all maps have the same size, else a list.
+
+        Raises
+        ------
+        NotLinearError
+            The head is not a linear function of the GAP features; the message says why.
+        ValueError
+            Unknown target class, or ``size`` not one of the two values.
+        """
+        if size not in ("image", "features"):
+            raise ValueError(f"size must be 'image' or 'features', got {size!r}")
+        info = self.explain(X, target, input_size=input_size)
+        out = []
+        for m, hw in zip(info["cams"], info["image_hw"], strict=True):
+            if size == "image":
+                m = upsample_cam(m, hw)
+            out.append(normalize_cam(m) if normalize else m)
+        if len({m.shape for m in out}) == 1:
+            return np.stack(out).astype(np.float32)
+        return out
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the fitted model (``.skops``: safe to load; see :func:`gapsvm.load_model`)."""
+        from .persist import save_model
+
+        save_model(self, path)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags

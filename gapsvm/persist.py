@@ -1,0 +1,179 @@
+"""Saving and loading fitted models without running code from the file.
+
+``.skops`` files (the default) are loaded with :mod:`skops.io`, which rebuilds objects from a
+schema instead of unpickling: only types on :func:`trusted_types` (gapsvm's estimators and
+scikit-learn's) are accepted, and any other type is refused by name. joblib/pickle files
+execute code on load; they are read only with ``trusted=True``.
+
+The Keras backbone is never stored: a model stores its backbone name, weights reference and
+the weights' content hash, and :func:`load_model` rebuilds the backbone and checks the hash.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+
+__all__ = ["ModelLoadError", "load_model", "save_model", "trusted_types"]
+
+
+class ModelLoadError(ValueError):
+    """A model file is unsafe, damaged, from a newer gapsvm, or its weights do not match."""
+
+
+@lru_cache(maxsize=1)
+def trusted_types() -> frozenset[str]:
+    """Fully qualified names of the types a ``.skops`` model file may contain.
+
+    gapsvm's estimators, every scikit-learn estimator (``sklearn.utils.all_estimators``) and
+    the few numpy/scipy helpers their fitted state uses.
+    """
+    import sklearn
+    from sklearn.utils import all_estimators
+
+    from .estimator import GapClassifier
+    from .featurizer import GapFeaturizer
+    from .head import GapHead
+
+    names = {f"{c.__module__}.{c.__qualname__}" for c in (GapClassifier, GapFeaturizer, GapHead)}
+    for _, cls in all_estimators():
+        names.add(f"{cls.__module__}.{cls.__qualname__}")
+    names.update(
+        {
+            "numpy.dtype", "numpy.ndarray", "numpy.float64", "numpy.float32", "numpy.int64",
+            "numpy.int32", "numpy.bool_", "numpy.str_", "numpy.random.mtrand.RandomState",
+            "builtins.tuple", "builtins.list", "builtins.dict", "builtins.set",
+            "builtins.frozenset", "builtins.slice", "builtins.NoneType",
+            "collections.OrderedDict", "sklearn.utils._bunch.Bunch",
+            "sklearn.pipeline.Pipeline",
+        }
+    )  # fmt: skip
+    assert sklearn  # imported for its side effect of registering estimators
+    return frozenset(names)
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits or 0))
+    return tuple(out)
+
+
+def save_model(model: Any, path: str | os.PathLike) -> Path:
+    """Save a fitted :class:`~gapsvm.GapClassifier` atomically.
+
+    Parameters
+    ----------
+    model : GapClassifier
+    path : str or path-like
+        ``.skops`` (recommended, safe to load) or ``.joblib`` / ``.pkl`` (pickle: only load
+        files you trust).
+
+    Returns
+    -------
+    Path
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        if path.suffix in (".joblib", ".pkl", ".pickle"):
+            import joblib
+
+            joblib.dump(model, tmp)
+        else:
+            import skops.io as sio
+
+            sio.dump(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_model(
+    path: str | os.PathLike, *, trusted: bool = False, check_weights: bool = True
+) -> Any:
+    """Load a model saved by :func:`save_model`, safely by default.
+
+    Parameters
+    ----------
+    path : str or path-like
+    trusted : bool, default=False
+        Allow pickle-based files (``.joblib``/``.pkl``), which can run code on load.
+    check_weights : bool, default=True
+        Rebuild the backbone now and check that its weights' content hash is the one the head
+        was trained with.
+
+    Returns
+    -------
+    GapClassifier
+
+    Raises
+    ------
+    ModelLoadError
+        Unsafe or unexpected content (names the type), a damaged file, a file written by a
+        newer gapsvm, or weights whose hash differs.
+    """
+    from .estimator import GapClassifier
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    if path.suffix in (".joblib", ".pkl", ".pickle"):
+        if not trusted:
+            raise ModelLoadError(
+                f"{path} is a pickle-based file, which can run arbitrary code when loaded; "
+                "pass trusted=True (--trusted on the command line) only if you trust its source"
+            )
+        import joblib
+
+        model = joblib.load(path)
+    else:
+        import skops.io as sio
+
+        try:
+            found = sio.get_untrusted_types(file=path)
+        except Exception as exc:
+            raise ModelLoadError(f"{path} is not a readable .skops model: {exc}") from None
+        allowed = trusted_types()
+        bad = sorted(t for t in found if t not in allowed)
+        if bad:
+            raise ModelLoadError(
+                f"{path} contains types gapsvm does not trust: {', '.join(bad)}; refusing to "
+                "load it"
+            )
+        try:
+            model = sio.load(path, trusted=sorted(found))
+        except Exception as exc:
+            raise ModelLoadError(f"{path} could not be loaded: {exc}") from None
+    if not isinstance(model, GapClassifier):
+        raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a GapClassifier")
+    meta = getattr(model, "feature_meta_", None)
+    if not isinstance(meta, dict) or "weights" not in meta:
+        raise ModelLoadError(f"{path} holds an unfitted or damaged GapClassifier")
+    written = str(meta.get("gapsvm_version", "0"))
+    if _version_tuple(written)[:2] > _version_tuple(__version__)[:2]:
+        raise ModelLoadError(
+            f"{path} was written by gapsvm {written}, newer than this gapsvm {__version__}; "
+            "upgrade gapsvm to load it"
+        )
+    if check_weights:
+        fz = model.featurizer()
+        if fz.weights_id_["sha256"] != meta["weights"]["sha256"]:
+            raise ModelLoadError(
+                f"{path} was trained on weights {meta['weights']}, but weights="
+                f"{model.weights!r} here has content hash {fz.weights_id_['sha256']}"
+            )
+    return model
