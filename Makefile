@@ -27,7 +27,7 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[offline,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[offline,demo,dev,dask]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,14 +47,17 @@ cam: install
 demo: weights
 	$(GAPSVM) demo --out $(DEMO_OUT)
 
+# The notebook runs too (nbmake): CI fails if any of its cells fails.
 test: weights
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests notebooks/quickstart.ipynb --nbmake
 
 lint: install
 	$(BIN)/ruff check .
 
+# BENCH_ARGS=--full adds 10,000 images and the input-pipeline comparison; --quick is smaller.
 bench: weights
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(OUT) $(DEMO_OUT) .pytest_cache .ruff_cache

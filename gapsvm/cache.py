@@ -28,8 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
+import threading
 import time
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +41,20 @@ from typing import Any
 import joblib
 import numpy as np
 
-from .safe_load import safe_joblib_load
+from .safe_load import UnsafeFileError, safe_joblib_load
 
 __all__ = ["PREPROCESS_VERSION", "CacheEntry", "CacheWriteError", "FeatureCache", "content_key"]
 
 #: Bump when decoding, resizing or preprocessing changes what reaches the network.
 PREPROCESS_VERSION = 1
 _LAYOUT = "v1"
+
+#: GAP vectors (about 2.3 KB each) kept in memory per process, least recently used first out.
+#: ``GridSearchCV`` refits on every fold and reads each vector ``folds x candidates`` times;
+#: from memory that costs a dictionary lookup instead of opening and unpickling a file.
+MEMO_ENTRIES = 32768
+_MEMO: OrderedDict[tuple[str, str], tuple[np.ndarray, tuple, tuple, tuple]] = OrderedDict()
+_MEMO_LOCK = threading.Lock()
 
 
 class CacheWriteError(OSError):
@@ -108,12 +119,38 @@ class FeatureCache:
     def _full_key(self, key: str) -> str:
         return f"{self.backbone_key}/{self.size_key}/{key}"
 
+    def _remember(
+        self, key: str, gap: np.ndarray, image_hw: Any, input_hw: Any, sig: tuple
+    ) -> None:
+        gap = np.array(gap, dtype=np.float32)
+        gap.setflags(write=False)  # shared by every later hit: nobody may change it
+        with _MEMO_LOCK:
+            _MEMO[(str(self.folder), key)] = (gap, tuple(image_hw), tuple(input_hw), sig)
+            _MEMO.move_to_end((str(self.folder), key))
+            while len(_MEMO) > MEMO_ENTRIES:
+                _MEMO.popitem(last=False)
+
     def get(self, key: str, need_maps: bool = False) -> CacheEntry | None:
         """Return the entry for ``key``, or None if absent, unreadable or without maps when
-        ``need_maps``; maps come back memory-mapped read-only."""
+        ``need_maps``; maps come back memory-mapped read-only.
+
+        Without ``need_maps``, entries this process already read or wrote come from memory
+        (:data:`MEMO_ENTRIES`) while their file is unchanged (same inode, size and mtime): a
+        deleted, replaced or damaged file is read (and judged) again.
+        """
         path = self.path(key)
-        if not path.is_file():
+        sig = _file_signature(path)
+        if sig is None:
             return None
+        if not need_maps:
+            with _MEMO_LOCK:
+                hit = _MEMO.get((str(self.folder), key))
+                if hit is not None and hit[3] == sig:
+                    _MEMO.move_to_end((str(self.folder), key))
+                else:
+                    hit = None
+            if hit is not None:
+                return CacheEntry(hit[0], None, hit[1], hit[2])
         try:
             d = safe_joblib_load(path, mmap_mode="r")
             if not isinstance(d, dict) or d.get("key") != self._full_key(key):
@@ -126,7 +163,12 @@ class FeatureCache:
                 return None
             if need_maps and maps is None:
                 return None
+            self._remember(key, gap, d["image_hw"], d["input_hw"], sig)
             return CacheEntry(gap, maps, tuple(d["image_hw"]), tuple(d["input_hw"]))
+        except UnsafeFileError as exc:
+            # Never loaded, recomputed and overwritten; but someone planted it, so say so.
+            warnings.warn(f"ignoring feature cache entry: {exc}", RuntimeWarning, stacklevel=2)
+            return None
         except Exception:
             # Truncated by a crash, written by another version or not ours: recompute.
             return None
@@ -162,6 +204,9 @@ class FeatureCache:
                 joblib.dump(payload, fh)
             os.replace(tmp, path)
             tmp = None
+            sig = _file_signature(path)
+            if sig is not None and np.all(np.isfinite(payload["gap"])):
+                self._remember(key, payload["gap"], payload["image_hw"], payload["input_hw"], sig)
         except OSError as exc:
             raise CacheWriteError(
                 exc.errno,
@@ -198,6 +243,17 @@ class FeatureCache:
             except OSError:
                 pass
         return n
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of a regular file, or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def resolve_cache_dir(cache_dir: Any) -> Path | None:

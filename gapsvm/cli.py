@@ -2,7 +2,8 @@
 
 Subcommands follow the user's path: ``weights install`` once, then ``features`` (images ->
 cached GAP vectors in one file), ``train`` (a linear head, cross-validated, saved as
-``.skops``), ``predict`` and ``cam`` (overlay PNGs).
+``.skops``), ``predict`` and ``cam`` (overlay PNGs), ``report`` (one HTML page of CAMs).
+``demo`` runs that path on images bundled with scikit-image.
 
 Classifier flags work as in skorch: ``--classifier`` takes a short name (``linearsvc``,
 ``logreg``, ``sgd``, ``ridge``, ``perceptron``, ``lda``) or a dotted class name
@@ -17,6 +18,7 @@ import ast
 import csv
 import importlib
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -113,14 +115,31 @@ def _safe_rel(path: str, root: str) -> str:
     return "/".join(parts) or os.path.basename(path)
 
 
-def _expand_inputs(items: Sequence[str]) -> list[tuple[str, str]]:
-    """Files and folders from the command line -> (path, name relative to its folder)."""
+def _safe_label(label: Any) -> str:
+    """A class label as a file-name part: a label comes from the model file, and a crafted
+    one like ``../../x`` must not choose where output goes."""
+    text = re.sub(r"[^\w .+-]+", "_", str(label)).strip(". ")
+    return text or "_"
+
+
+def _inside(out: Path, rel: str) -> Path:
+    """``out / rel``, refused if it would resolve outside ``out`` (defence in depth)."""
+    dest = out / rel
+    root = out.resolve()
+    if not dest.resolve().is_relative_to(root):
+        raise CLIError(f"refusing to write {dest}: outside the output folder {out}")
+    return dest
+
+
+def _expand_inputs(items: Sequence[str], problems: list | None = None) -> list[tuple[str, str]]:
+    """Files and folders from the command line -> (path, name relative to its folder);
+    folder entries that cannot be used (loops, unsupported formats) go to ``problems``."""
     from .images import list_images
 
     out: list[tuple[str, str]] = []
     for item in items:
         if os.path.isdir(item):
-            found = list_images(item)
+            found = list_images(item, problems)
             if not found:
                 raise CLIError(f"no images found in {item!r}")
             out.extend((p, _safe_rel(p, item)) for p in found)
@@ -169,6 +188,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def _size_arg(text: str) -> Any:
     from .images import parse_input_size
 
+    if text == "fit":  # argparse runs string defaults through `type` too
+        return "fit"
     try:
         return parse_input_size(text)
     except ValueError as exc:
@@ -177,6 +198,21 @@ def _size_arg(text: str) -> Any:
 
 def _weights_arg(text: str) -> Any:
     return None if text.lower() in ("none", "random") else text
+
+
+def _extract_on_dask(fz: Any, paths: list[str], args: argparse.Namespace) -> tuple[Any, float]:
+    """``--scheduler`` / ``--workers``: the same extraction, sharded over a Dask cluster."""
+    from .distributed import dask_client, extract_distributed, warm_up_workers
+
+    try:
+        with dask_client(args.scheduler, args.workers) as client:
+            warm_up_workers(fz, client)  # builds each worker's backbone: the rate is compute only
+            t0 = time.perf_counter()
+            res = extract_distributed(fz, paths, client, chunk_size=args.chunk_size,
+                                      on_error="skip")
+            return res, time.perf_counter() - t0
+    except (ImportError, ConnectionError) as exc:
+        raise CLIError(str(exc)) from None
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -189,10 +225,16 @@ def cmd_features(args: argparse.Namespace) -> int:
         backbone=args.backbone, weights=args.weights, input_size=args.input_size,
         precision=args.precision, batch_size=args.batch_size, cache_dir=args.cache_dir,
         cache_maps=not args.no_maps, verbose=_verbose(args),
-    ).fit()
-    t0 = time.perf_counter()
-    res = fz.extract(paths, on_error="skip")
-    elapsed = time.perf_counter() - t0
+    )
+    if args.scheduler is not None or args.workers is not None:
+        res, elapsed = _extract_on_dask(fz, paths, args)
+        meta = res.metadata
+    else:
+        fz.fit()
+        t0 = time.perf_counter()
+        res = fz.extract(paths, on_error="skip")
+        elapsed = time.perf_counter() - t0
+        meta = fz.metadata()
     ok = res.ok
     root = os.path.abspath(args.data_dir)
     errors = [{"path": _safe_rel(p.path, root), "reason": p.reason} for p in problems]
@@ -206,7 +248,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         "image_hw": [hw for hw in res.image_hw if hw is not None],
         "data_dir": root,
         "errors": errors,
-        "meta": fz.metadata(),
+        "meta": meta,
     }
     if ok.any():
         write_features_file(args.out, payload)
@@ -220,15 +262,16 @@ def cmd_features(args: argparse.Namespace) -> int:
     if class_names:
         counts = {c: int(np.sum(payload["y"] == c)) for c in class_names}
         print("classes: " + ", ".join(f"{c} ({n})" for c, n in counts.items()))
+    if args.errors:
+        # Written even when empty, so a script can tell "no errors" from "did not run".
+        with open(args.errors, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["path", "reason"])
+            w.writeheader()
+            w.writerows(errors)
     if errors:
         print(f"{len(errors)} file(s) skipped:", file=sys.stderr)
         for e in errors:
             print(f"  {e['path']}: {e['reason']}", file=sys.stderr)
-        if args.errors:
-            with open(args.errors, "w", newline="", encoding="utf-8") as fh:
-                w = csv.DictWriter(fh, fieldnames=["path", "reason"])
-                w.writeheader()
-                w.writerows(errors)
     if not ok.any():
         raise CLIError(f"no usable image in {args.data_dir!r}; nothing written")
     return 1 if errors and args.strict else 0
@@ -334,9 +377,12 @@ def _chunks(n: int, size: int):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model = _load(args)
-    items = _expand_inputs(args.images)
+    scan: list = []
+    items = _expand_inputs(args.images, scan)
+    for problem in scan:
+        print(f"{problem.path}: {problem.reason}", file=sys.stderr)
     rows = []
-    n_bad = 0
+    n_bad = len(scan)
     for sl in _chunks(len(items), 256):
         chunk = items[sl]
         res = model._extract([p for p, _ in chunk], on_error="skip")
@@ -371,7 +417,8 @@ def cmd_cam(args: argparse.Namespace) -> int:
 
     model = _load(args)
     model.head_.cam_weights()  # a non-linear head fails here, before any image is read
-    items = _expand_inputs(args.images)
+    scan: list = []
+    items = _expand_inputs(args.images, scan)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = args.target
@@ -380,7 +427,9 @@ def cmd_cam(args: argparse.Namespace) -> int:
                        f"{[str(c) for c in model.classes_]}")
     if target is not None:
         target = model.classes_[[str(c) for c in model.classes_].index(target)]
-    n_bad = 0
+    for problem in scan:
+        print(f"{problem.path}: {problem.reason}", file=sys.stderr)
+    n_bad = len(scan)
     written = 0
     with _progress(len(items), 1 if not args.quiet else 0, "cam") as bar:
         for sl in _chunks(len(items), max(args.batch_size, 32)):
@@ -396,15 +445,74 @@ def cmd_cam(args: argparse.Namespace) -> int:
                 img = read_image(path)
                 heat = normalize_cam(upsample_cam(cam, img.shape[:2]))
                 stem = str(Path(rel).with_suffix(""))
-                label = str(model.classes_[info["target"][j]])
-                _write_png(out / f"{stem}.cam-{label}.png", overlay(img, heat, args.alpha,
-                                                                   normalize=False))
+                label = _safe_label(model.classes_[info["target"][j]])
+                dest = _inside(out, f"{stem}.cam-{label}.png")
+                _write_png(dest, overlay(img, heat, args.alpha, normalize=False))
                 if args.save_npy:
-                    np.save(out / f"{stem}.cam-{label}.npy", cam)
+                    np.save(dest.with_suffix(".npy"), cam)
                 written += 1
             bar.update(len(chunk))
     print(f"{written} overlay(s) -> {out}")
     return 1 if n_bad and (args.strict or not written) else 0
+
+
+# -- evaluate ----------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_table, parse_scales, read_boxes_csv, write_report
+    from .featurizer import _progress
+
+    scales = parse_scales(args.scales if args.scales is not None else [args.scale])
+    model = _load(args)
+    model.head_.cam_weights()  # a non-linear head fails here, before any image is read
+    anns = read_boxes_csv(args.boxes_csv, args.images, classes=model.classes_,
+                          inclusive_max=args.inclusive_max)
+    with _progress(len({a.path for a in anns}), _verbose(args), "evaluate") as bar:
+        report = evaluate(
+            model, anns, scales=scales, mode=args.mode, threshold=args.threshold,
+            faithfulness=args.faithfulness, n_steps=args.steps, image_steps=args.image_steps,
+            seed=args.seed, out_dir=args.out, alpha=args.alpha, progress=bar.update,
+        )
+    report["inputs"] = {"model": os.path.abspath(args.model),
+                        "boxes_csv": os.path.abspath(args.boxes_csv),
+                        "images": os.path.abspath(args.images)}
+    write_report(report, Path(args.out) / "evaluation.json")
+    print(format_table(report))
+    print(f"{report['counts']['pairs']} overlay(s) and evaluation.json -> {args.out}")
+    return 0
+
+
+# -- report / demo -------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    notes = list(args.note or ())
+    if args.notes:
+        with open(args.notes, encoding="utf-8") as fh:
+            notes += [p.strip() for p in fh.read().split("\n\n") if p.strip()]
+    model = _load(args)
+    rep = build_report(
+        model, args.images_dir, args.out, target=args.target, input_size=model.input_size,
+        boxes=args.boxes, alpha=args.alpha, max_per_class=args.max_per_class or None,
+        title=args.title, notes=notes, verbose=_verbose(args),
+    )
+    for line in rep.findings:
+        print(line)
+    for path, reason in rep.errors:
+        print(f"{path}: {reason}", file=sys.stderr)
+    print(f"report -> {rep.path}")
+    return 1 if rep.errors and (args.strict or not rep.entries) else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoError, run_demo
+
+    try:
+        run_demo(args.out, n_per_class=args.n_per_class, weights=args.weights,
+                 cache_dir=args.cache_dir, train_size=args.train_size,
+                 photo_size=args.photo_size, quiet=args.quiet)
+    except DemoError as exc:
+        raise CLIError(str(exc)) from None
+    return 0
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -453,6 +561,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--errors", metavar="CSV", help="write unreadable files and reasons here")
     f.add_argument("--no-maps", action="store_true",
                    help="cache only the vectors, not the maps CAMs need")
+    dist = f.add_argument_group("distributed extraction (needs gapsvm[dask]; see the README)")
+    where = dist.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on this Dask scheduler (tcp://host:8786); --cache-dir must be "
+                            "on storage every worker sees")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="start a local Dask cluster of N worker processes for this run "
+                            "(TensorFlow threads: cores / N each)")
+    dist.add_argument("--chunk-size", type=int, default=64,
+                      help="images per Dask task (default 64)")
 
     t = sub.add_parser(
         "train",
@@ -487,6 +605,72 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
             q.add_argument("--save-npy", action="store_true",
                            help="also save the raw feature-resolution maps (.npy)")
+
+    r = sub.add_parser("report", help="write one HTML page: model card, confusion matrix, "
+                       "CAM overlays of a folder")
+    r.add_argument("model")
+    r.add_argument("images_dir", help="folder with one sub-folder per class, or a flat folder")
+    r.add_argument("--out", required=True, help="folder for index.html")
+    r.add_argument("--trusted", action="store_true",
+                   help="allow pickle-based model files (they can run code)")
+    featurizer_flags(r, fit_defaults=True)
+    r.add_argument("--target", default=None, help="class whose map is drawn for every image "
+                   "(default: each image's predicted class)")
+    r.add_argument("--boxes", metavar="CSV", default=None, help="ground-truth boxes "
+                   "(filename,label,x_min,y_min,x_max,y_max; exclusive maxima) for a "
+                   "localisation check")
+    r.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
+    r.add_argument("--max-per-class", type=int, default=200,
+                   help="overlays shown per class, misclassified first (0: all)")
+    r.add_argument("--title", default=None)
+    r.add_argument("--note", action="append", help="a paragraph under the title (repeatable)")
+    r.add_argument("--notes", metavar="FILE", default=None,
+                   help="a text file of paragraphs (blank-line separated) shown under the title")
+
+    d = sub.add_parser("demo", help="the whole path offline on images shipped with "
+                       "scikit-image: features, train, cam, report")
+    d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    d.add_argument("--n-per-class", type=int, default=None,
+                   help="train on fewer thumbnails per class (1-100, default 100)")
+    d.add_argument("--weights", type=_weights_arg, default="imagenet",
+                   help="imagenet (default), a Keras weights file, or none (random)")
+    d.add_argument("--cache-dir", default=None, help="feature cache folder")
+    d.add_argument("--train-size", default="112x112", help="--input-size of the thumbnails")
+    d.add_argument("--photo-size", default="native", help="--input-size of the photos")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("evaluate", help="localisation and faithfulness of CAMs against "
+                       "ground-truth boxes, beside centre / uniform / random baselines")
+    e.add_argument("model")
+    e.add_argument("boxes_csv", help="CSV with filename,label,x_min,y_min,x_max,y_max, one "
+                   "row per box, pixels, exclusive x_max / y_max")
+    e.add_argument("--images", required=True, help="folder the CSV's file names are in")
+    e.add_argument("--out", required=True, help="folder for overlays/*.png and evaluation.json")
+    how = e.add_mutually_exclusive_group()
+    how.add_argument("--scale", type=float, default=1.0, help="resize the photos by this "
+                     "factor before the network (default 1: their own size; small objects "
+                     "need 2: one map cell per 16 network pixels)")
+    how.add_argument("--scales", default=None, metavar="S1,S2", help="multi-scale CAM: the "
+                     "mean of the upsampled CAMs at these scales, e.g. 1,2")
+    e.add_argument("--mode", choices=["largest", "all"], default="largest",
+                   help="boxes from the largest region only, or one per region")
+    e.add_argument("--threshold", type=float, default=0.2,
+                   help="box threshold, a fraction of the CAM's maximum (default 0.2)")
+    e.add_argument("--faithfulness", choices=["features", "image", "none"], default="features",
+                   help="mask feature-map cells (exact for the linear head, no network pass; "
+                        "default), image pixels (a network pass per step), or skip")
+    e.add_argument("--steps", type=int, default=32, help="deletion / insertion steps on "
+                   "feature cells (default 32)")
+    e.add_argument("--image-steps", type=int, default=8, help="deletion / insertion steps "
+                   "with --faithfulness image (default 8)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    e.add_argument("--inclusive-max", action="store_true", help="the CSV's x_max / y_max "
+                   "are the last pixel inside the box (PASCAL VOC style): add one")
+    e.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
+    e.add_argument("--trusted", action="store_true",
+                   help="allow pickle-based model files (they can run code)")
+    e.add_argument("--cache-dir", default=None, help="feature cache folder")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -507,9 +691,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return cmd_train(args, extra)
         return {"weights": cmd_weights, "features": cmd_features, "predict": cmd_predict,
-                "cam": cmd_cam}[args.command](args)
+                "cam": cmd_cam, "report": cmd_report, "demo": cmd_demo,
+                "evaluate": cmd_evaluate}[args.command](args)
     except (CLIError, ImageReadError, WeightsError, ModelLoadError, NotLinearError,
-            CacheWriteError, FileNotFoundError, ValueError) as exc:
+            CacheWriteError, OSError, ValueError) as exc:
         print(f"gapsvm {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -32,6 +32,43 @@ def _head_has(attr: str):
     return check
 
 
+def _check_two_classes(y: np.ndarray) -> None:
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"need at least two classes to train a classifier, got only {np.unique(y)!r}"
+        )
+
+
+def _check_same_features(model: GapClassifier, metadata: dict[str, Any]) -> None:
+    """Refuse features that this model's own parameters would not produce.
+
+    Checked from names alone, without building the backbone: ``weights="imagenet"`` and
+    ``weights=None`` have known names; a weights file is checked by content hash when the
+    model is used or loaded.
+    """
+    from .images import format_size
+
+    got = (metadata.get("weights") or {}).get("name")
+    want = None
+    if model.weights is None:
+        want = "random("
+    elif model.weights == "imagenet":
+        want = "imagenet"
+    if got is not None and want is not None and not str(got).startswith(want):
+        raise ValueError(
+            f"the features were computed with weights {got!r}, but this model has "
+            f"weights={model.weights!r}; use the weights the features came from"
+        )
+    size = metadata.get("input_size")
+    mine = format_size(val.check_input_size(model.input_size))
+    if size is not None and size != mine:
+        raise ValueError(
+            f"the features were computed at input size {size}, but this model has "
+            f"input_size {mine}; set input_size to match (change it after fitting to "
+            "explain other sizes)"
+        )
+
+
 class GapClassifier(ClassifierMixin, BaseEstimator):
     """An image classifier whose decisions can be drawn as class activation maps.
 
@@ -121,7 +158,13 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         return GapFeaturizer(**{p: getattr(self, p) for p in _FEATURIZER_PARAMS}).fit()
 
     def _extract(
-        self, X: Any, *, maps: bool = False, input_size: Any = "fit", on_error: str = "raise"
+        self,
+        X: Any,
+        *,
+        maps: bool = False,
+        input_size: Any = "fit",
+        on_error: str = "raise",
+        map_fn: Any = None,
     ) -> ExtractionResult:
         fz = self.featurizer()
         fitted = getattr(self, "feature_meta_", None)
@@ -134,7 +177,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"head trained on layer {fitted['layer']!r}, backbone gives {fz.feature_layer_!r}"
             )
-        return fz.extract(X, maps=maps, on_error=on_error, input_size=input_size)
+        return fz.extract(X, maps=maps, on_error=on_error, input_size=input_size, map_fn=map_fn)
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> GapClassifier:
@@ -160,6 +203,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         """
         sources, _ = val.check_images(X)
         y = val.check_labels(y, len(sources))
+        _check_two_classes(y)  # before the network runs, not after
         fz = self.featurizer()
         res = fz.extract(sources)
         return self.fit_features(res.gap, y, fz.metadata())
@@ -187,10 +231,8 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
                 f"features come from backbone {metadata.get('backbone')!r}, this model uses "
                 f"{self.backbone!r}"
             )
-        if len(np.unique(y)) < 2:
-            raise ValueError(
-                f"need at least two classes to train a classifier, got only {np.unique(y)!r}"
-            )
+        _check_two_classes(y)
+        _check_same_features(self, metadata)
         self.head_ = GapHead(self.classifier).fit(features, y)
         self.classes_ = self.head_.classes_
         self.feature_meta_ = dict(metadata)
@@ -213,18 +255,21 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n,)
         """
-        return self.head_.predict(self.transform_features(X))
+        features = self.transform_features(X)  # checks fitted before head_ is touched
+        return self.head_.predict(features)
 
     @available_if(_head_has("decision_function"))
     def decision_function(self, X: Any) -> np.ndarray:
         """Decision values: shape (n,) for two classes (positive means ``classes_[1]``),
         else (n, n_classes)."""
-        return self.head_.decision_function(self.transform_features(X))
+        features = self.transform_features(X)  # checks fitted before head_ is touched
+        return self.head_.decision_function(features)
 
     @available_if(_head_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (only where the head has ``predict_proba``)."""
-        return self.head_.predict_proba(self.transform_features(X))
+        features = self.transform_features(X)  # checks fitted before head_ is touched
+        return self.head_.predict_proba(features)
 
     # -- class activation maps ---------------------------------------------------------
     def class_scores(self, features: np.ndarray) -> np.ndarray:
@@ -263,6 +308,12 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             (n, n_classes), ``image_hw`` and ``input_hw`` (lists), ``errors`` (list of
             ImageReadError), ``ok`` (bool mask).
 
+        Notes
+        -----
+        Each image's feature maps are reduced to its CAMs as they arrive (every class's when
+        ``target`` is None, since the prediction is known only afterwards), so memory grows
+        with ``n_classes x h' x w'`` per image, not with the 512-channel maps.
+
         Raises
         ------
         NotLinearError
@@ -272,7 +323,19 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         W, b = self.head_.cam_weights()
-        res = self._extract(X, maps=True, input_size=input_size, on_error=on_error)
+        X, _ = val.check_images(X)
+        known = None
+        if target is not None:  # an unknown class is reported before any image is computed
+            known = val.resolve_targets(target, self.classes_, None, len(X))
+
+        def reduce(i: int, m: np.ndarray) -> Any:
+            # The same per-class products as below would compute, done while `m` is at hand.
+            if known is not None:
+                return class_activation_map(m, W[known[i]])
+            return [class_activation_map(m, w) for w in W]
+
+        res = self._extract(X, maps=True, input_size=input_size, on_error=on_error,
+                            map_fn=reduce)
         ok = res.ok
         n = len(ok)
         scores = np.full((n, len(self.classes_)), np.nan)
@@ -286,8 +349,8 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         else:
             tgt = val.resolve_targets(target, self.classes_, predicted, n)
         cams: list[np.ndarray | None] = [
-            class_activation_map(m, W[t]) if m is not None else None
-            for m, t in zip(res.maps, tgt, strict=True)
+            None if c is None else (c if known is not None else c[t])
+            for c, t in zip(res.maps, tgt, strict=True)
         ]
         return {
             "cams": cams,
@@ -336,6 +399,15 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         ndarray of shape (n, H, W), float32, or list of ndarray
             An array when all maps have the same size, else a list.
 
+        Notes
+        -----
+        Feature maps are reduced to CAMs as they arrive (see :meth:`explain`), but the
+        result holds one float32 map per image at ``size``: with ``size="image"`` that is
+        4 bytes per pixel of every input image. For thousands of photographs, call this on
+        chunks of images (``gapsvm cam`` works in chunks of a few dozen) or ask for
+        ``size="features"``. The network runs once per image whatever the chunking: the
+        cache keeps the maps.
+
         Raises
         ------
         NotLinearError
@@ -354,6 +426,54 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         if len({m.shape for m in out}) == 1:
             return np.stack(out).astype(np.float32)
         return out
+
+    def boxes(
+        self,
+        X: Any,
+        target: Any = None,
+        threshold: float = 0.2,
+        mode: str = "largest",
+        input_size: Any = "fit",
+    ) -> list[list[Any]]:
+        """Bounding boxes of where each image's CAM is at least ``threshold`` of its maximum.
+
+        The CAM of :meth:`explain` is upsampled to the image's own size and passed to
+        :func:`gapsvm.boxes.cam_to_boxes` (the CAM paper's 20 % rule by default).
+
+        Parameters
+        ----------
+        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
+        target : None, label or sequence of labels, default=None
+            As in :meth:`cam`: None explains each image's predicted class.
+        threshold : float, default=0.2
+            Fraction of the map's maximum, in [0, 1].
+        mode : {"largest", "all"}, default="largest"
+            The largest connected region's box, or one box per region (highest peak first).
+        input_size : default="fit"
+            Network input size for this call, e.g. ``2.0`` for photos with small objects.
+
+        Returns
+        -------
+        list of list of Box
+            One list per image, in image pixels with exclusive ``x_max`` / ``y_max``; empty
+            when the CAM has no positive value.
+
+        Raises
+        ------
+        NotLinearError
+            The head is not linear in the GAP features.
+        ValueError
+            Unknown target class, ``threshold`` outside [0, 1] or an unknown ``mode``.
+        """
+        from .boxes import cam_to_boxes
+
+        # Checked before the network runs, not after.
+        cam_to_boxes(np.ones((1, 1)), threshold, mode)
+        info = self.explain(X, target, input_size=input_size)
+        return [
+            cam_to_boxes(upsample_cam(m, hw), threshold, mode)
+            for m, hw in zip(info["cams"], info["image_hw"], strict=True)
+        ]
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

@@ -2,9 +2,10 @@
 
 :func:`iter_features` is the engine: it reads and hashes images in a background thread,
 serves what the cache already holds, groups the rest by network input size into batches,
-runs the compiled backbone on them in the calling thread and writes every result to the cache
-as soon as it exists. Work is streamed: memory holds a bounded number of decoded images, and
-a run killed at any moment loses at most the batch in flight.
+runs the compiled backbone on them in the calling thread and hands every result to a writer
+thread that puts it in the cache while the next batch runs. Work is streamed: memory holds a
+bounded number of decoded images and computed batches, and a run killed at any moment loses
+at most the batches in flight (the one in the network and up to two being written).
 
 :class:`GapFeaturizer` is the scikit-learn transformer over it.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,11 @@ __all__ = ["ExtractionResult", "GapFeaturizer", "ImageResult", "iter_features"]
 # Chunks read ahead of the network: enough to hide decoding behind a batch, few enough that
 # the reader thread does not compete with TensorFlow for the two cores for long.
 _PREFETCH_CHUNKS = 2
+
+# Batches whose cache writes may still run in the writer thread. Writing (float16 cast,
+# pickling, the file) takes about 3% of a bfloat16 forward pass on 2 cores; done beside the
+# next batch instead of before it, end-to-end throughput gains that much (benchmarks/README.md).
+_WRITE_BATCHES = 2
 
 
 @dataclass
@@ -114,6 +120,13 @@ def _prepare(
     return out
 
 
+def _put_batch(
+    cache: FeatureCache, items: list[tuple], maps: np.ndarray, gaps: np.ndarray, cache_maps: bool
+) -> None:
+    for (_, _, key, _, hw, thw), m, g in zip(items, maps, gaps, strict=True):
+        cache.put(key, g, m if cache_maps else None, hw, thw)
+
+
 def iter_features(
     sources: Sequence[str | os.PathLike | np.ndarray],
     backbone: Backbone,
@@ -158,15 +171,23 @@ def iter_features(
     pending: dict[tuple[int, int], list[tuple]] = {}
     max_pending = 4 * batch_size
 
+    writes: deque = deque()
+
+    def drain(keep: int) -> None:
+        while len(writes) > keep:
+            writes.popleft().result()  # re-raises a CacheWriteError from the writer thread
+
     def run(items: list[tuple]) -> Iterator[ImageResult]:
         batch = np.stack([it[3] for it in items])
         maps, gaps = backbone(batch)
-        for (_, i, key, _, hw, thw), m, g in zip(items, maps, gaps, strict=True):
-            if cache is not None:
-                cache.put(key, g, m if cache_maps else None, hw, thw)
+        if cache is not None:
+            writes.append(writer.submit(_put_batch, cache, items, maps, gaps, cache_maps))
+            drain(_WRITE_BATCHES)
+        for (_, i, _, _, hw, thw), m, g in zip(items, maps, gaps, strict=True):
             yield ImageResult(i, g, m if want_maps else None, hw, thw)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapsvm-read") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapsvm-read") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapsvm-write") as writer:
         futures: deque = deque()
 
         def submit() -> None:
@@ -204,6 +225,7 @@ def iter_features(
                     yield from run(pending.pop(biggest))
             for hw in list(pending):
                 yield from run(pending.pop(hw))
+            drain(0)  # every entry is on disk before the caller hears the run is over
         finally:
             for f in futures:
                 f.cancel()
@@ -229,11 +251,14 @@ def extract(
     verbose: int = 0,
     on_error: str = "raise",
     desc: str = "features",
+    map_fn: Callable[[int, np.ndarray], Any] | None = None,
 ) -> ExtractionResult:
     """Run :func:`iter_features` over ``X`` and collect the results in input order.
 
     With ``on_error="raise"`` every readable image is still computed and cached before the
     first :class:`~gapsvm.images.ImageReadError` is raised, so no finished work is lost.
+    With ``want_maps`` and ``map_fn``, ``map_fn(index, maps)`` is stored instead of each
+    image's maps as soon as they arrive, so memory holds its (small) outputs, never all maps.
     """
     sources, names = val.check_images(X)
     n = len(sources)
@@ -257,7 +282,7 @@ def extract(
                 res.image_hw[r.index] = r.image_hw
                 res.input_hw[r.index] = r.input_hw
                 if want_maps:
-                    res.maps[r.index] = r.maps
+                    res.maps[r.index] = r.maps if map_fn is None else map_fn(r.index, r.maps)
                 res.n_computed += not r.cached
             bar.update(1)
     res.errors = [errors[i] for i in sorted(errors)]
@@ -266,11 +291,13 @@ def extract(
         if len(res.errors) == 1:
             raise first
         more = ", ".join(e.path for e in res.errors[1:4])
-        raise ImageReadError(
+        err = ImageReadError(
             first.path,
             f"{first.reason} (and {len(res.errors) - 1} more unreadable: {more}"
             f"{', ...' if len(res.errors) > 4 else ''})",
         )
+        err.errors = res.errors  # every failure, for callers that want the full list
+        raise err
     return res
 
 
@@ -376,7 +403,13 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         return bb
 
     def extract(
-        self, X: Any, *, maps: bool = False, on_error: str = "raise", input_size: Any = "fit"
+        self,
+        X: Any,
+        *,
+        maps: bool = False,
+        on_error: str = "raise",
+        input_size: Any = "fit",
+        map_fn: Callable[[int, np.ndarray], Any] | None = None,
     ) -> ExtractionResult:
         """Compute (or fetch from the cache) features for ``X``, keeping per-image details.
 
@@ -390,6 +423,10 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
             computes and caches every readable image first, then raises.
         input_size : default="fit"
             Override ``self.input_size`` for this call (see :func:`gapsvm.images.parse_input_size`).
+        map_fn : callable, optional
+            With ``maps=True``: ``map_fn(index, maps)`` is kept in ``result.maps`` instead of
+            the maps themselves, computed as each image arrives; reduce maps this way (to
+            CAMs, say) and memory stays flat however many images there are.
 
         Returns
         -------
@@ -402,7 +439,7 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         return extract(
             X, backbone=bb, input_size=size, cache=self._cache(bb, size),
             batch_size=self.batch_size, want_maps=maps, cache_maps=self.cache_maps,
-            verbose=self.verbose, on_error=on_error,
+            verbose=self.verbose, on_error=on_error, map_fn=map_fn,
         )
 
     def transform(self, X: Any) -> np.ndarray:
@@ -476,6 +513,16 @@ def write_features_file(path: str | os.PathLike, payload: dict[str, Any]) -> Non
 
     ``payload`` holds ``X``, ``y``, ``class_names``, ``paths`` (relative to ``data_dir``,
     POSIX separators), ``data_dir``, ``errors`` (list of ``{"path", "reason"}``) and ``meta``.
+
+    ``meta`` says what produced the features (it is copied into every model trained on
+    them); ``errors`` says which inputs were left out and why, so it sits beside ``meta``,
+    not in it.
+
+    Raises
+    ------
+    OSError
+        The file could not be written (disk full, permissions); the message names the file.
+        A previous file at ``path`` is left as it was, and no temporary file remains.
     """
     import tempfile
 
@@ -483,14 +530,21 @@ def write_features_file(path: str | os.PathLike, payload: dict[str, Any]) -> Non
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".joblib")
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".joblib")
         with os.fdopen(fd, "wb") as fh:
             joblib.dump({"format": FEATURES_FORMAT, **payload}, fh)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"cannot write features file {path!r} ({exc.strerror or exc}); every computed "
+            "image is in the feature cache, so a rerun only writes the file",
+        ) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -512,11 +566,24 @@ def read_features_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"{os.fspath(path)!r} is not a readable gapsvm features file: {exc}"
         ) from None
-    if not isinstance(d, dict) or "X" not in d or "meta" not in d:
-        raise ValueError(f"{os.fspath(path)!r} is not a gapsvm features file")
-    if d.get("format", 0) > FEATURES_FORMAT:
+    name = repr(os.fspath(path))
+    if not isinstance(d, dict) or "X" not in d or not isinstance(d.get("meta"), dict):
+        raise ValueError(f"{name} is not a gapsvm features file")
+    if not isinstance(d.get("format", 0), int) or d.get("format", 0) > FEATURES_FORMAT:
         raise ValueError(
-            f"{os.fspath(path)!r} has features format {d['format']}, newer than this gapsvm "
+            f"{name} has features format {d['format']}, newer than this gapsvm "
             f"({FEATURES_FORMAT}); upgrade gapsvm"
         )
+    X = d["X"]
+    if not isinstance(X, np.ndarray) or X.ndim != 2:
+        raise ValueError(f"{name} is damaged: X must be a 2-D array, got {type(X).__name__} "
+                         f"{getattr(X, 'shape', '')}")
+    for key in ("y", "paths"):
+        value = d.get(key)
+        if value is not None and (not hasattr(value, "__len__") or len(value) != len(X)):
+            got = len(value) if hasattr(value, "__len__") else type(value).__name__
+            raise ValueError(
+                f"{name} is damaged: {got} {'labels' if key == 'y' else key} for "
+                f"{len(X)} feature rows"
+            )
     return d

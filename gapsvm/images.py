@@ -14,6 +14,7 @@ input keeps the image's own size (``input_size=None`` or a scale factor), such i
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "MIN_SIDE",
+    "UNSUPPORTED_IMAGE_EXTENSIONS",
     "ImageReadError",
     "decode_image",
     "format_size",
@@ -71,18 +73,19 @@ class ImageReadError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
-def _image_dims_from_header(data: bytes) -> tuple[int, int] | None:
-    """Return (height, width) parsed from a PNG or JPEG header, or None if unknown.
+def _image_dims_from_header(data: bytes | memoryview) -> tuple[int, int] | None:
+    """Return (height, width) from the header of a PNG, JPEG, GIF, BMP, WebP, TIFF or PNM
+    file, or None if the format or header is not recognised.
 
-    Cheap guard against decompression bombs: checked before OpenCV allocates anything.
+    Cheap guard against decompression bombs: read before OpenCV allocates anything. Only the
+    bytes that hold the size are touched, whatever the file size.
     """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        w = int.from_bytes(data[16:20], "big")
-        h = int.from_bytes(data[20:24], "big")
-        return h, w
-    if data[:2] == b"\xff\xd8":
+    n = len(data)
+    sig = bytes(data[:12])
+    if sig[:8] == b"\x89PNG\r\n\x1a\n" and n >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if sig[:2] == b"\xff\xd8":
         i = 2
-        n = len(data)
         while i + 9 < n:
             if data[i] != 0xFF:
                 i += 1
@@ -91,6 +94,8 @@ def _image_dims_from_header(data: bytes) -> tuple[int, int] | None:
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
                 i += 1 if marker == 0xFF else 2
                 continue
+            if marker == 0xDA:  # start of scan: a frame header can only come before it
+                return None
             seg_len = int.from_bytes(data[i + 2 : i + 4], "big")
             # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
@@ -98,6 +103,48 @@ def _image_dims_from_header(data: bytes) -> tuple[int, int] | None:
                 w = int.from_bytes(data[i + 7 : i + 9], "big")
                 return h, w
             i += 2 + seg_len
+        return None
+    if sig[:6] in (b"GIF87a", b"GIF89a") and n >= 10:
+        return int.from_bytes(data[8:10], "little"), int.from_bytes(data[6:8], "little")
+    if sig[:2] == b"BM" and n >= 26:
+        if int.from_bytes(data[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER
+            return int.from_bytes(data[20:22], "little"), int.from_bytes(data[18:20], "little")
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        h = int.from_bytes(data[22:26], "little", signed=True)  # negative: top-down rows
+        return abs(h), abs(w)
+    if sig[:4] == b"RIFF" and sig[8:12] == b"WEBP" and n >= 30:
+        chunk = bytes(data[12:16])
+        if chunk == b"VP8X":
+            w = int.from_bytes(data[24:27], "little") + 1
+            return int.from_bytes(data[27:30], "little") + 1, w
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+        if chunk == b"VP8 ":
+            w = int.from_bytes(data[26:28], "little") & 0x3FFF
+            return int.from_bytes(data[28:30], "little") & 0x3FFF, w
+        return None
+    if sig[:4] in (b"II*\x00", b"MM\x00*") and n >= 8:
+        order = "little" if sig[:2] == b"II" else "big"
+        ifd = int.from_bytes(data[4:8], order)
+        if ifd + 2 > n:
+            return None
+        dims: dict[int, int] = {}
+        count = int.from_bytes(data[ifd : ifd + 2], order)
+        for e in range(ifd + 2, min(ifd + 2 + 12 * count, n - 11), 12):
+            tag = int.from_bytes(data[e : e + 2], order)
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+                short = int.from_bytes(data[e + 2 : e + 4], order) == 3
+                dims[tag] = int.from_bytes(data[e + 8 : e + 10 if short else e + 12], order)
+        return (dims[257], dims[256]) if len(dims) == 2 else None
+    if sig[:1] == b"P" and sig[1:2] in b"123456" and sig[2:3].isspace():
+        tokens = []
+        for line in bytes(data[2:512]).split(b"\n"):
+            tokens += line.split(b"#", 1)[0].split()
+            if len(tokens) >= 2:
+                break
+        if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
+            return int(tokens[1]), int(tokens[0])
     return None
 
 
@@ -109,6 +156,33 @@ def _jpeg_is_complete(data: bytes) -> bool:
     if last_sos < 0:
         return False
     return data.find(b"\xff\xd9", last_sos) >= 0
+
+
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"%PDF", "PDF"), (b"PK\x03\x04", "ZIP"),
+)  # fmt: skip
+
+
+def _undecodable_reason(head: bytes) -> str:
+    """Why OpenCV returned nothing, as specifically as the first bytes allow."""
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+        kind = "AVIF" if head[8:12] == b"avif" else "HEIF/HEIC"
+        return f"unsupported format ({kind}); convert it to JPEG or PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "not a decodable image (corrupt or truncated WebP data)"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            if kind in ("PDF", "ZIP"):
+                return f"not an image (a {kind} file)"
+            return f"not a decodable image (corrupt or truncated {kind} data)"
+    try:
+        text = head[:512].decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch.isspace() for ch in text):
+        return "not an image (the file holds text)"
+    return "not a decodable image (unknown or unsupported format)"
 
 
 def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
@@ -134,8 +208,11 @@ def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if buf.size == 0:
         raise ImageReadError(name, "empty file (0 bytes)")
+    buf = np.ascontiguousarray(buf, dtype=np.uint8).ravel()
     head = buf[:65536].tobytes()
-    dims = _image_dims_from_header(head)
+    # The whole buffer, not just its head: a JPEG's frame header may follow 64 KB of EXIF/ICC
+    # segments, and a TIFF's first directory may sit at the end of the file.
+    dims = _image_dims_from_header(memoryview(buf))
     if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
         raise ImageReadError(
             name,
@@ -152,9 +229,7 @@ def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     except cv2.error as exc:  # OpenCV raises for some malformed headers instead of returning None
         raise ImageReadError(name, f"not a decodable image ({exc.err or exc})") from None
     if img is None:
-        raise ImageReadError(
-            name, "not a decodable image (corrupt, truncated or unsupported format)"
-        )
+        raise ImageReadError(name, _undecodable_reason(head))
     if img.dtype == np.uint16:
         img = (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     elif img.dtype != np.uint8:
@@ -189,6 +264,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_bytes(path: str | os.PathLike) -> bytes:
     """Read a file's bytes, turning OS errors into :class:`ImageReadError`."""
     try:
+        # A named pipe would block the run forever and a device (a link to /dev/zero) would
+        # fill memory: only regular files are read.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise ImageReadError(str(path), "not a regular file (a pipe, socket or device)")
         with open(path, "rb") as fh:
             return fh.read()
     except IsADirectoryError:
@@ -302,8 +382,26 @@ def resize_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (tw, th), interpolation=interp)
 
 
+#: Image formats gapsvm does not read: a folder scan reports these files instead of
+#: skipping them silently, so photos from a phone (HEIC) do not just vanish from a dataset.
+UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
+    {".heic", ".heif", ".avif", ".jxl", ".gif", ".tga", ".svg", ".psd", ".ico", ".raw", ".cr2",
+     ".nef", ".arw", ".dng"}
+)  # fmt: skip
+
+
 def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+_LINKED_DIR = "symbolic link to a folder, not followed (a link loop would never end)"
+
+
+def _unsupported(ext: str) -> str:
+    return (
+        f"unsupported image format {ext} (gapsvm reads "
+        f"{', '.join(sorted(IMAGE_EXTENSIONS))}); convert it to JPEG or PNG"
+    )
 
 
 @dataclass
@@ -342,10 +440,16 @@ def list_images(
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in dirnames:
+            if problems is not None and os.path.islink(os.path.join(dirpath, d)):
+                problems.append(ScanProblem(os.path.join(dirpath, d), _LINKED_DIR))
         for name in sorted(filenames):
-            if not _is_image_name(name):
-                continue
             full = os.path.join(dirpath, name)
+            if not _is_image_name(name):
+                ext = os.path.splitext(name)[1].lower()
+                if problems is not None and ext in UNSUPPORTED_IMAGE_EXTENSIONS:
+                    problems.append(ScanProblem(full, _unsupported(ext)))
+                continue
             if os.path.islink(full) and not os.path.exists(full):
                 if problems is not None:
                     problems.append(ScanProblem(full, "broken or looping symbolic link"))
@@ -401,6 +505,12 @@ def load_directory(
         paths: list[str] = []
         labels: list[str] = []
         class_names: list[str] = []
+        if problems is not None:
+            problems.extend(
+                ScanProblem(e.path, _LINKED_DIR)
+                for e in entries
+                if not e.name.startswith(".") and e.is_symlink() and e.is_dir()
+            )
         for d in subdirs:
             found = list_images(d.path, problems)
             if not found:

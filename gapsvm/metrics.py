@@ -53,6 +53,8 @@ __all__ = [
     "deletion_insertion_orders",
     "energy_in_box",
     "increase_in_confidence",
+    "linear_gap_curves",
+    "linear_gap_scores",
     "match_boxes",
     "pointing_game",
     "random_map",
@@ -696,6 +698,159 @@ def auc(scores: Sequence[float] | np.ndarray) -> float:
     if not np.isfinite(y).all():
         raise ValueError("scores must be finite")
     return float(np.trapezoid(y, dx=1.0 / (y.size - 1)))
+
+
+# ------------------------------------------------------------- faithfulness on feature cells
+
+
+def _class_maps_and_intercepts(
+    class_maps: np.ndarray, intercepts: float | Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Validate ``(h, w)`` / ``(h, w, k)`` maps and their intercepts; return ``(h, w, k)``."""
+    a = np.asarray(class_maps)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"class_maps must be real-valued, got dtype {a.dtype}")
+    single = a.ndim == 2
+    if single:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0:
+        raise ValueError(f"class_maps must have shape (h, w) or (h, w, k), got {a.shape}")
+    a = a.astype(np.float64, copy=False)
+    if not np.isfinite(a).all():
+        raise ValueError("class_maps contains NaN or infinite values")
+    b = np.atleast_1d(np.asarray(intercepts, dtype=np.float64))
+    if b.shape != (a.shape[2],):
+        raise ValueError(
+            f"expected {a.shape[2]} intercept(s), one per class map, got shape {b.shape}"
+        )
+    if not np.isfinite(b).all():
+        raise ValueError("intercepts must be finite")
+    return a, b, single
+
+
+def linear_gap_scores(
+    class_maps: np.ndarray,
+    intercepts: float | Sequence[float] | np.ndarray,
+    weights: np.ndarray,
+) -> np.ndarray:
+    """Scores of a linear head on GAP features when each feature cell is scaled by a weight.
+
+    For a head ``s_c = W[c] . mean_xy f(x, y) + b[c]`` and per-class maps
+    ``A_c(x, y) = W[c] . f(x, y)`` (class activation maps without the intercept), multiplying
+    every feature vector ``f(x, y)`` by ``m(x, y)`` gives exactly
+    ``s_c(m) = mean_xy(m(x, y) A_c(x, y)) + b[c]``: no network pass is needed to score a
+    masked feature map.
+
+    Parameters
+    ----------
+    class_maps : numpy.ndarray
+        ``(h, w, k)`` maps ``A_c`` at feature resolution, one per class (or ``(h, w)`` for
+        one class).
+    intercepts : float or sequence of float
+        ``b``: one per class map.
+    weights : numpy.ndarray
+        ``(h, w)`` mask (bool or real, e.g. an explanation scaled to [0, 1]) or a stack
+        ``(m, h, w)`` of masks.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` scores of shape ``(k,)`` for one mask or ``(m, k)`` for a stack; the class
+        axis is dropped when ``class_maps`` is 2-D. An all-ones mask gives the unmasked
+        score, an all-zeros mask the intercepts.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or a value is not finite.
+
+    Notes
+    -----
+    Zeroing a cell is the feature-space counterpart of blacking out image pixels: after the
+    backbone's final ReLU a zero vector means "no evidence at all". It is *not* the same as
+    masking the image, where the convolutions would see the mask's edges and the mask would
+    spread across the receptive fields.
+    """
+    a, b, single = _class_maps_and_intercepts(class_maps, intercepts)
+    m = np.asarray(weights)
+    if m.dtype.kind not in "biuf":
+        raise ValueError(f"weights must be real or boolean, got dtype {m.dtype}")
+    stacked = m.ndim == 3
+    if m.shape[-2:] != a.shape[:2] or m.ndim not in (2, 3):
+        raise ValueError(
+            f"weights must have shape {a.shape[:2]} or (m, *{a.shape[:2]}), got {m.shape}"
+        )
+    m = m.astype(np.float64, copy=False)
+    if not np.isfinite(m).all():
+        raise ValueError("weights contains NaN or infinite values")
+    n_cells = a.shape[0] * a.shape[1]
+    scores = np.tensordot(m.reshape(-1, n_cells), a.reshape(n_cells, -1), axes=1) / n_cells + b
+    if single:
+        scores = scores[:, 0]
+    return scores if stacked else scores[0]
+
+
+def linear_gap_curves(
+    class_maps: np.ndarray,
+    intercepts: float | Sequence[float] | np.ndarray,
+    schedule: PixelSchedule,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion curves of a linear GAP head over its own feature cells.
+
+    Step ``i`` of ``schedule`` selects the ``counts[i]`` most salient cells. *Deletion* zeroes
+    them (the other cells keep their features); *insertion* keeps only them (a zero feature
+    map as the starting canvas). With the linear head both scores follow exactly from
+    :func:`linear_gap_scores`, computed here for all steps at once with one cumulative sum.
+
+    Parameters
+    ----------
+    class_maps : numpy.ndarray
+        ``(h, w, k)`` per-class maps without intercept (or ``(h, w)``), as in
+        :func:`linear_gap_scores`.
+    intercepts : float or sequence of float
+        One per class map.
+    schedule : PixelSchedule
+        From :func:`deletion_insertion_orders` on a saliency map of shape ``(h, w)``.
+
+    Returns
+    -------
+    deletion, insertion : numpy.ndarray
+        ``float64`` raw scores of shape ``(n_steps + 1, k)`` (``(n_steps + 1,)`` for a 2-D
+        map). ``deletion[0]`` and ``insertion[-1]`` are the unmasked score,
+        ``deletion[-1]`` and ``insertion[0]`` the intercepts. Turn them into probabilities
+        before :func:`auc`, as RISE plots class probabilities.
+
+    Raises
+    ------
+    ValueError
+        If the schedule's shape is not ``(h, w)`` or a value is not finite.
+
+    Notes
+    -----
+    Ranking cells by the class's own map ``A_c`` is the *optimal* order for both curves
+    here: each step removes (or adds) the cells that change ``mean(A_c)`` the most. On
+    feature cells a CAM therefore scores the best deletion and insertion possible for its
+    class; the metric shows how far another map (a baseline) is from that optimum, and an
+    image-space run is needed to test the backbone's part of the explanation.
+    """
+    a, b, single = _class_maps_and_intercepts(class_maps, intercepts)
+    if not isinstance(schedule, PixelSchedule):
+        raise TypeError(f"schedule must be a PixelSchedule, got {type(schedule).__name__}")
+    if tuple(schedule.shape) != a.shape[:2]:
+        raise ValueError(
+            f"schedule is for a {schedule.shape} map but class_maps are {a.shape[:2]}"
+        )
+    n_cells = a.shape[0] * a.shape[1]
+    ranked = a.reshape(n_cells, -1)[schedule.order]
+    cumulative = np.vstack([np.zeros((1, ranked.shape[1])), np.cumsum(ranked, axis=0)])
+    kept_sum = cumulative[schedule.counts]
+    # The total comes from the same cumulative sum, so deletion[0] == insertion[-1] exactly.
+    total = cumulative[-1]
+    insertion = kept_sum / n_cells + b
+    deletion = (total - kept_sum) / n_cells + b
+    if single:
+        return deletion[:, 0], insertion[:, 0]
+    return deletion, insertion
 
 
 # --------------------------------------------------------------------------- baselines

@@ -65,6 +65,22 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _with_str_paths(model: Any) -> Any:
+    # A pathlib parameter (cache_dir=Path(...)) would be stored as a PosixPath, a type load
+    # refuses, and a WindowsPath cannot even be rebuilt elsewhere: store such values as text,
+    # on a shallow copy so the caller's model is left as it was.
+    import copy
+
+    params = model.get_params(deep=False)
+    paths = {k: os.fspath(v) for k, v in params.items() if isinstance(v, os.PathLike)}
+    if not paths:
+        return model
+    model = copy.copy(model)
+    for k, v in paths.items():
+        setattr(model, k, v)
+    return model
+
+
 def save_model(model: Any, path: str | os.PathLike) -> Path:
     """Save a fitted :class:`~gapsvm.GapClassifier` atomically.
 
@@ -82,6 +98,7 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(model)
+    model = _with_str_paths(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
@@ -111,7 +128,8 @@ def load_model(
     ----------
     path : str or path-like
     trusted : bool, default=False
-        Allow pickle-based files (``.joblib``/``.pkl``), which can run code on load.
+        Allow pickle-based files (``.joblib``/``.pkl``), which can run code on load, and
+        ``.skops`` files holding types outside :func:`trusted_types`.
     check_weights : bool, default=True
         Rebuild the backbone now and check that its weights' content hash is the one the head
         was trained with.
@@ -149,10 +167,13 @@ def load_model(
             raise ModelLoadError(f"{path} is not a readable .skops model: {exc}") from None
         allowed = trusted_types()
         bad = sorted(t for t in found if t not in allowed)
-        if bad:
+        # trusted=True is the user vouching for the file: it also admits the types skops
+        # deliberately leaves out (a decision tree's Tree), or such models could never load.
+        if bad and not trusted:
             raise ModelLoadError(
                 f"{path} contains types gapsvm does not trust: {', '.join(bad)}; refusing to "
-                "load it"
+                "load it (pass trusted=True, --trusted on the command line, only if you "
+                "trust its source)"
             )
         try:
             model = sio.load(path, trusted=sorted(found))

@@ -23,6 +23,8 @@ from gapsvm.metrics import (
     deletion_insertion_orders,
     energy_in_box,
     increase_in_confidence,
+    linear_gap_curves,
+    linear_gap_scores,
     match_boxes,
     pointing_game,
     random_map,
@@ -451,3 +453,79 @@ def test_center_box_validation() -> None:
         center_box((10, 10), 0.0)
     with pytest.raises(ValueError):
         center_box((10, 10), 1.5)
+
+
+# ------------------------------------------------------------- faithfulness on feature cells
+
+
+def test_linear_gap_scores_by_hand() -> None:
+    a = np.array([[[1.0, -1.0], [3.0, 0.0]], [[-2.0, 2.0], [6.0, 4.0]]])  # (2, 2, 2 classes)
+    b = [0.5, -0.5]
+    # No mask: the class scores themselves, mean(A_c) + b_c.
+    np.testing.assert_allclose(linear_gap_scores(a, b, np.ones((2, 2))), [2.5, 0.75])
+    # Keep only the top-left cell: (1 / 4) + 0.5 and (-1 / 4) - 0.5.
+    keep = np.array([[True, False], [False, False]])
+    np.testing.assert_allclose(linear_gap_scores(a, b, keep), [0.75, -0.75])
+    # A soft mask and a stack of masks; all-zero gives the intercepts.
+    soft = np.array([[0.5, 0.0], [0.0, 1.0]])
+    expected = [0.5 / 4 + 6 / 4 + 0.5, -0.5 / 4 + 4 / 4 - 0.5]
+    np.testing.assert_allclose(linear_gap_scores(a, b, soft), expected)
+    stack = linear_gap_scores(a, b, np.stack([np.zeros((2, 2)), np.ones((2, 2))]))
+    np.testing.assert_allclose(stack, [[0.5, -0.5], [2.5, 0.75]])
+    # One 2-D class map: no class axis in the result.
+    assert linear_gap_scores(a[:, :, 0], 0.5, keep) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="intercept"):
+        linear_gap_scores(a, [0.5], keep)
+    with pytest.raises(ValueError, match="weights must have shape"):
+        linear_gap_scores(a, b, np.ones((3, 2)))
+
+
+def test_linear_gap_scores_equal_a_linear_head_on_masked_pooled_features() -> None:
+    """The identity the feature-cell metrics rely on, against scikit-learn itself."""
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(0)
+    maps = rng.random((5, 5, 6, 8))  # 5 images, 5 x 6 cells, 8 channels
+    clf = LogisticRegression().fit(maps.mean(axis=(1, 2)), [0, 1, 2, 0, 1])
+    mask = rng.random((5, 6))
+    gap = (maps[0] * mask[:, :, None]).mean(axis=(0, 1))
+    expected = clf.decision_function(gap[None])[0]
+    class_maps = np.tensordot(maps[0], clf.coef_.T, axes=([2], [0]))
+    np.testing.assert_allclose(linear_gap_scores(class_maps, clf.intercept_, mask), expected)
+
+
+def test_linear_gap_curves_by_hand() -> None:
+    a = np.array([[4.0, -2.0], [1.0, 1.0]])  # one class, mean 1
+    schedule = deletion_insertion_orders(a, n_steps=4)  # one cell per step: 4, 1, 1, -2
+    deletion, insertion = linear_gap_curves(a, 1.0, schedule)
+    np.testing.assert_allclose(deletion, [2.0, 1.0, 0.75, 0.5, 1.0])
+    np.testing.assert_allclose(insertion, [1.0, 2.0, 2.25, 2.5, 2.0])
+    assert deletion[0] == insertion[-1]
+
+
+@FAST
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 3)),
+           elements=st.floats(-5.0, 5.0, allow_nan=False)),
+    st.integers(1, 12),
+    st.integers(0, 2**16),
+)
+def test_linear_gap_curves_match_mask_by_mask_scores(
+    a: np.ndarray, n_steps: int, seed: int
+) -> None:
+    b = np.linspace(-1.0, 1.0, a.shape[2])
+    schedule = deletion_insertion_orders(a[:, :, 0], n_steps, rng=seed)
+    deletion, insertion = linear_gap_curves(a, b, schedule)
+    masks = np.stack(list(schedule.masks()))
+    np.testing.assert_allclose(insertion, linear_gap_scores(a, b, masks), atol=1e-9)
+    np.testing.assert_allclose(deletion, linear_gap_scores(a, b, ~masks), atol=1e-9)
+
+
+def test_linear_gap_curves_rank_by_the_map_is_optimal() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 7))
+    best_del, best_ins = linear_gap_curves(a, 0.0, deletion_insertion_orders(a, 7))
+    other = rng.normal(size=(6, 7))
+    del_o, ins_o = linear_gap_curves(a, 0.0, deletion_insertion_orders(other, 7))
+    assert (best_del <= del_o + 1e-12).all() and (best_ins >= ins_o - 1e-12).all()
+    with pytest.raises(ValueError, match="schedule"):
+        linear_gap_curves(a, 0.0, deletion_insertion_orders(np.ones((2, 2)), 2))

@@ -1,0 +1,342 @@
+"""Row 1: ``gapsvm features`` end to end against the bare compiled model.
+
+The bare figure is the backbone's ``tf.function`` alone over batches decoded beforehand; the
+end-to-end figure is the whole ``gapsvm features`` command (run in this process, the backbone
+already built) over the same files with an empty cache: scanning, reading, hashing, decoding,
+resizing, the network, cache writes and the features file. Their ratio says how much of the
+network's speed the input pipeline keeps.
+
+With ``strategies=True`` it also compares ways of feeding the network (no overlap, reader
+threads with several prefetch depths, a ``tf.data`` pipeline); with ``native=True`` it checks
+native-size mode: how many times the compiled function was traced, how full the batches were,
+and whether a fixed-shape signature would be faster than the fully-None one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import common
+
+NAME = "pipeline"
+
+
+class _Inline:
+    """A stand-in executor that runs work at submission: no overlap with the network."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        f: Future = Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def reader_strategy(threads: int, prefetch: int, async_writes: bool = True) -> Iterator[None]:
+    """Temporarily run the featurizer with ``threads`` reader threads (0: inline, no overlap),
+    ``prefetch`` chunks read ahead, and cache writes in a writer thread or inline."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gapsvm import featurizer as fz
+
+    old_pool, old_prefetch = fz.ThreadPoolExecutor, fz._PREFETCH_CHUNKS
+
+    def pool(*args: Any, **kwargs: Any):
+        if kwargs.get("thread_name_prefix") == "gapsvm-write":
+            return ThreadPoolExecutor(*args, **kwargs) if async_writes else _Inline()
+        if threads == 0:
+            return _Inline()
+        kwargs["max_workers"] = threads
+        return ThreadPoolExecutor(*args, **kwargs)
+
+    fz.ThreadPoolExecutor = pool
+    fz._PREFETCH_CHUNKS = max(1, prefetch)
+    try:
+        yield
+    finally:
+        fz.ThreadPoolExecutor, fz._PREFETCH_CHUNKS = old_pool, old_prefetch
+
+
+def tfdata_extract(
+    paths: list[str], backbone: Any, input_size: Any, cache: Any, batch_size: int,
+    prefetch: int = 2,
+) -> int:
+    """Features through a ``tf.data`` pipeline: a generator running gapsvm's own reader
+    (identical decoding), batched and prefetched by tf.data, then the network and the cache.
+
+    Only for a fixed ``input_size`` (tf.data batches need equal shapes). Returns the number
+    of images computed.
+    """
+    import tensorflow as tf
+
+    from gapsvm.featurizer import _prepare
+
+    side: dict[int, tuple] = {}
+    names = [str(p) for p in paths]
+
+    def gen():
+        for j in range(0, len(paths), batch_size):
+            for item in _prepare(paths, names, range(j, min(j + batch_size, len(paths))),
+                                 cache, False, input_size):
+                if item[0] == "todo":
+                    side[item[1]] = (item[2], item[4], item[5])
+                    yield item[1], item[3]
+
+    ds = tf.data.Dataset.from_generator(
+        gen,
+        output_signature=(
+            tf.TensorSpec((), tf.int64),
+            tf.TensorSpec((input_size[0], input_size[1], 3), tf.uint8),
+        ),
+    ).batch(batch_size).prefetch(prefetch)
+    n = 0
+    for idx, imgs in ds:
+        maps, gaps = backbone._forward(imgs)
+        maps, gaps = maps.numpy(), gaps.numpy()
+        for i, m, g in zip(idx.numpy(), maps, gaps, strict=True):
+            key, hw, thw = side.pop(int(i))
+            cache.put(key, g, m, hw, thw)
+            n += 1
+    return n
+
+
+def _cli_features(folder: Path, out: Path, cache_dir: Path, input_size: Any, precision: str,
+                  weights: Any, batch_size: int) -> float:
+    from gapsvm import cli
+    from gapsvm.images import format_size
+
+    argv = [
+        "features", str(folder), "--out", str(out), "--cache-dir", str(cache_dir),
+        "--input-size", format_size(input_size), "--precision", precision,
+        "--batch-size", str(batch_size), "-q",
+        "--weights", "none" if weights is None else str(weights),
+    ]
+    with common.silenced():
+        t, status = common.time_call(lambda: cli.main(argv))
+    if status != 0:
+        raise RuntimeError(f"gapsvm {' '.join(argv)} exited with {status}")
+    return t
+
+
+def _native(backbone: Any, paths: list[str], batch_size: int) -> dict[str, Any]:
+    """Run native-size extraction and count traces and batches."""
+    from gapsvm.featurizer import iter_features
+
+    calls: list[int] = []
+
+    class Counting:
+        def __init__(self, bb: Any) -> None:
+            self.bb, self.spec = bb, bb.spec
+
+        def __call__(self, images: np.ndarray):
+            calls.append(len(images))
+            return self.bb(images)
+
+    before = backbone._forward.experimental_get_tracing_count()
+    sizes = set()
+    t0 = time.perf_counter()
+    for r in iter_features(paths, Counting(backbone), input_size=None, batch_size=batch_size):
+        sizes.add(r.input_hw)
+    seconds = time.perf_counter() - t0
+    after = backbone._forward.experimental_get_tracing_count()
+    return {
+        "images": len(paths), "distinct_sizes": len(sizes), "batches": len(calls),
+        "mean_batch": float(np.mean(calls)) if calls else 0.0, "seconds": seconds,
+        "traces_before": before, "traces_after": after,
+    }
+
+
+def _fixed_vs_none(backbone: Any, batches: list[np.ndarray], repeats: int) -> dict[str, Any]:
+    """Time the fully-None signature against a function traced for the exact batch shape."""
+    import tensorflow as tf
+
+    model, preprocess = backbone.model, backbone.spec.preprocess()
+    shape = batches[0].shape
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8)])
+    def fixed(images):
+        x = preprocess(tf.cast(images, tf.float32))
+        maps = tf.cast(model(x, training=False), tf.float32)
+        return maps, tf.reduce_mean(maps, axis=[1, 2])
+
+    full = [b for b in batches if b.shape == shape]
+    fixed(full[0])
+    backbone(full[0])
+
+    def timed(fn) -> float:
+        t0 = time.perf_counter()
+        for b in full:
+            fn(b)[1].numpy()
+        return time.perf_counter() - t0
+
+    ratio, t_fixed, t_none = common.paired_ratio(
+        lambda: timed(fixed), lambda: timed(backbone._forward), repeats)
+    return {"fixed_over_none": ratio, "fixed": t_fixed, "none": t_none,
+            "images": len(full) * shape[0]}
+
+
+def run(
+    *,
+    n_images: int = 96,
+    input_size: Any = (224, 224),
+    precision: str = "bfloat16",
+    weights: Any = "imagenet",
+    batch_size: int = 16,
+    repeats: int = 3,
+    kind: str = "photos",
+    strategies: bool = False,
+    native: bool = True,
+    n_native: int | None = None,
+    gate: bool = True,
+    workdir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Measure ``gapsvm features`` end to end against the bare model on the same images.
+
+    Parameters
+    ----------
+    n_images : int, default=96
+        Distinct variants of the real images (a multiple of ``batch_size`` keeps every bare
+        batch full).
+    input_size : (h, w), default=(224, 224)
+    precision : {"float32", "bfloat16"}, default="bfloat16"
+        The faster the network, the more the pipeline shows: bfloat16 is the hard case.
+    weights : {"imagenet"} or None, default="imagenet"
+    batch_size : int, default=16
+        Both sides use it (the CLI's default).
+    repeats : int, default=3
+        Back-to-back (bare, end-to-end) pairs; the median of their ratios counts.
+    kind : str, default="photos"
+        Which real images (:func:`benchmarks.common.real_images`).
+    strategies : bool, default=False
+        Also compare input-pipeline strategies (see the module docstring).
+    native : bool, default=True
+        Also check native-size mode and the None-shape signature.
+    n_native : int, optional
+        Images for the native-size check (default: ``n_images``); they keep their
+        source's size, as a camera's photos do.
+    gate : bool, default=True
+        Give the row its >= 0.95 target (False: information only).
+    workdir : path, optional
+        Where to put the variants and caches (default: a temporary folder).
+
+    Returns
+    -------
+    dict
+        ``rows`` plus the raw timings.
+    """
+    from gapsvm.backbone import get_backbone
+    from gapsvm.cache import FeatureCache
+    from gapsvm.images import format_size
+
+    bb = get_backbone("vgg16", weights, precision)
+    res: dict[str, Any] = {"name": NAME, "precision": precision, "n_images": n_images,
+                           "input_size": format_size(input_size), "batch_size": batch_size}
+    with contextlib.ExitStack() as stack:
+        work = Path(workdir) if workdir else stack.enter_context(common.temp_dir())
+        folder = work / "images"
+        paths = common.make_variants(common.real_images(kind), n_images, folder)
+        batches = common.batches_of(common.decode_all(paths, input_size), batch_size)
+        bb(batches[0])  # trace and create the kernels before any timing
+        counter = iter(range(10**6))
+
+        def e2e() -> float:
+            r = next(counter)
+            return _cli_features(folder, work / f"f{r}.joblib", work / f"cache-e2e{r}",
+                                 input_size, precision, weights, batch_size)
+
+        ratio, t_bare, t_e2e = common.paired_ratio(
+            lambda: common.time_bare(bb, batches), e2e, repeats)
+        res.update(t_bare=t_bare, t_e2e=t_e2e,
+                   bare_rate=common.rate(n_images, float(np.median(t_bare))),
+                   e2e_rate=common.rate(n_images, float(np.median(t_e2e))))
+        res["rows"] = [common.row(
+            f"1. `gapsvm features` end to end / bare tf.function ({precision})", ratio,
+            at_least=0.95 if gate else None, fmt=".3f",
+            detail=f"{res['e2e_rate']:.1f} vs {res['bare_rate']:.1f} img/s, {n_images} "
+            f"{kind} variants at {format_size(input_size)}, batch {batch_size}, median of "
+            f"{repeats} back-to-back pairs",
+        )]
+
+        if strategies:
+            from gapsvm.featurizer import extract
+
+            configs = [
+                ("no overlap (reading and writing inline)", 0, 1, False),
+                ("1 reader thread, prefetch 2, writes inline (before #5)", 1, 2, False),
+                ("1 reader thread, prefetch 1, writer thread", 1, 1, True),
+                ("1 reader thread, prefetch 2, writer thread (kept)", 1, 2, True),
+                ("1 reader thread, prefetch 4, writer thread", 1, 4, True),
+                ("2 reader threads, prefetch 2, writer thread", 2, 2, True),
+                ("2 reader threads, prefetch 4, writer thread", 2, 4, True),
+                ("tf.data from_generator, prefetch 2, writes inline", -1, 2, False),
+            ]
+            res["strategies"] = {}
+            for name, threads, prefetch, async_writes in configs:
+                def one(threads=threads, prefetch=prefetch, async_writes=async_writes) -> float:
+                    cache = FeatureCache(work / f"cache-s{next(counter)}", bb.key,
+                                         format_size(input_size))
+                    if threads < 0:
+                        return common.time_call(lambda: tfdata_extract(
+                            paths, bb, input_size, cache, batch_size, prefetch))[0]
+                    with reader_strategy(threads, prefetch, async_writes):
+                        return common.time_call(lambda: extract(
+                            paths, backbone=bb, input_size=input_size, cache=cache,
+                            batch_size=batch_size, want_maps=False))[0]
+
+                r, _, ts = common.paired_ratio(lambda: common.time_bare(bb, batches), one,
+                                                repeats)
+                res["strategies"][name] = r
+                res["rows"].append(common.row(
+                    f"1s. pipeline strategy: {name}", r, fmt=".3f",
+                    detail=f"{common.rate(n_images, float(np.median(ts))):.1f} img/s "
+                    "(library extract, no CLI) / bare",
+                ))
+
+        if native:
+            npaths = common.make_variants(common.real_images(kind), n_native or n_images,
+                                          work / "native", seed=1, keep_size=True)
+            nat = _native(bb, npaths, batch_size)
+            fx = _fixed_vs_none(bb, batches, repeats)
+            res["native"], res["fixed_vs_none"] = nat, fx
+            res["rows"].append(common.row(
+                "1b. native size: new traces of the compiled function",
+                nat["traces_after"] - nat["traces_before"], equals=0, fmt=".0f",
+                detail=f"{nat['images']} images of {nat['distinct_sizes']} sizes in "
+                f"{nat['batches']} batches (mean {nat['mean_batch']:.1f}); traced "
+                f"{nat['traces_after']} time(s) in this process",
+            ))
+            res["rows"].append(common.row(
+                "1c. None-shape signature / fixed-shape function (speed)",
+                fx["fixed_over_none"], fmt=".3f",
+                detail=f"time ratio, {fx['images']} images, median of {repeats} pairs: near "
+                "1 the None signature costs nothing, so no bucket shapes are needed",
+            ))
+    return res
+
+
+def main() -> dict[str, Any]:
+    """Run with the defaults and print the rows."""
+    out = run(strategies=True)
+    for r in out["rows"]:
+        print(f"{r['name']}: {r['text']} {r['target']} {r['detail']}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

