@@ -2,9 +2,9 @@
 
 Both runs are the whole command in this process (backbone already built, as in a notebook or
 a long-lived service); the first fills an empty cache, the second finds every image in it
-and only reads, hashes and looks up. A separate process would add interpreter, TensorFlow
-and model start-up (a few seconds) to both runs; the ``--cli`` figure in ``detail`` of the
-runner's output, when asked for, shows that wall time too.
+and only reads, hashes and looks up. Separate processes add interpreter, TensorFlow and
+model start-up (a few seconds) to both runs; with ``separate_process=True`` (as ``make
+bench`` runs it) the row's detail shows those wall times too.
 """
 
 from __future__ import annotations

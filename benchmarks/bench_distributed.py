@@ -34,11 +34,23 @@ from . import common
 NAME = "distributed"
 
 
+def _cpu_seconds() -> float:
+    """CPU time this process has used (run in each worker)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _timed_dask(client: Any, fz: Any, paths: list[str], chunk_size: int, tmp: str) -> tuple:
+    """Wall time, result and the workers' CPU seconds of one run into a fresh cache."""
     from gapsvm.distributed import extract_distributed
 
     fz.set_params(cache_dir=tmp)
-    return common.time_call(lambda: extract_distributed(fz, paths, client, chunk_size=chunk_size))
+    before = client.run(_cpu_seconds)
+    t, res = common.time_call(
+        lambda: extract_distributed(fz, paths, client, chunk_size=chunk_size)
+    )
+    after = client.run(_cpu_seconds)
+    return t, res, sum(after[a] - before[a] for a in after)
 
 
 def run(
@@ -92,6 +104,7 @@ def run(
     single_threads = _tf_busy_threads(p)
 
     t_one, t_two, results = [], [], {}
+    cpu: dict[str, list[float]] = {"one": [], "two": []}
     quiet = {"silence_logs": logging.ERROR}
     with common.temp_dir() as tmp, local_cluster(1, tf_threads=1, **quiet) as c1, \
             local_cluster(2, tf_threads=1, **quiet) as c2, distributed.Client(c1) as one, \
@@ -108,8 +121,11 @@ def run(
             # Alternate the order, so a load that drifts over the minute favours neither.
             for which in ("one", "two") if r % 2 == 0 else ("two", "one"):
                 c, times = (one, t_one) if which == "one" else (two, t_two)
-                t, results[which] = _timed_dask(c, fz, paths, chunk_size, str(tmp / f"{which}{r}"))
+                t, results[which], used = _timed_dask(
+                    c, fz, paths, chunk_size, str(tmp / f"{which}{r}")
+                )
                 times.append(t)
+                cpu[which].append(used)
             # Into a fresh cache too: the same writes as the workers do.
             single.set_params(cache_dir=str(tmp / f"single{r}"))
             t, results["single"] = common.time_call(lambda: single.extract(paths))
@@ -123,6 +139,10 @@ def run(
     )
     r_single = common.rate(n_images, t_single)
     per_worker = r_one
+    # CPU seconds per image do not depend on how busy the machine is: equal figures mean
+    # sharding costs nothing, and 2 workers with 2 free cores would be 2x as fast.
+    cpu_one = float(np.median(cpu["one"])) / n_images
+    cpu_two = float(np.median(cpu["two"])) / n_images
     cores = os.cpu_count() or 1
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     size_txt = format_size(size)
@@ -131,8 +151,16 @@ def run(
             f"2 vs 1 single-threaded Dask workers, {n_images} images {size_txt}", speedup,
             at_least=1.8, fmt=".2f", unit="x",
             detail=f"1 worker {np.median(t_one):.1f} s ({r_one:.1f} img/s), 2 workers "
-                   f"{np.median(t_two):.1f} s ({r_two:.1f} img/s); {repeats} pair(s); "
-                   f"{common.cpu_model()}, {cores} cores, load {load}",
+                   f"{np.median(t_two):.1f} s ({r_two:.1f} img/s); {repeats} pair(s); the "
+                   f"workers got {r_one * cpu_one:.2f} and {r_two * cpu_two:.2f} cores of CPU "
+                   f"(the rest went to other jobs); {common.cpu_model()}, {cores} cores, "
+                   f"load {tuple(round(v, 2) for v in load) if load else None}",
+        ),
+        common.row(
+            "CPU time per image, 2 workers / 1 worker", cpu_two / cpu_one, at_most=1.1,
+            fmt=".2f", unit="x",
+            detail=f"{1000 * cpu_one:.1f} ms vs {1000 * cpu_two:.1f} ms of worker CPU per image:"
+                   " the work sharding adds, independent of other load on the machine",
         ),
         common.row(
             "TensorFlow threads doing the work in each worker", float(max(worker_threads)),
@@ -162,6 +190,8 @@ def run(
         "seconds_one": t_one,
         "seconds_two": t_two,
         "seconds_single": t_single,
+        "cpu_ms_per_image_one": 1000 * cpu_one,
+        "cpu_ms_per_image_two": 1000 * cpu_two,
         "rate_per_worker": per_worker,
         "rate_single_process": r_single,
         "worker_tf_threads": worker_threads,

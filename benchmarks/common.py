@@ -194,6 +194,13 @@ def paired_ratio(
     return float(np.median(np.asarray(nums) / np.asarray(dens))), nums, dens
 
 
+def median_pair(nums: Sequence[float], dens: Sequence[float]) -> int:
+    """Index of the pair whose ratio is the median (the lower one for an even count), so a
+    table can show the two timings behind the ratio it prints."""
+    ratios = np.asarray(nums, dtype=float) / np.asarray(dens, dtype=float)
+    return int(np.argsort(ratios)[(len(ratios) - 1) // 2])
+
+
 def time_call(fn: Callable[[], Any]) -> tuple[float, Any]:
     """Wall time of one call, and its result."""
     t0 = time.perf_counter()
@@ -228,7 +235,18 @@ def silenced() -> Iterator[io.StringIO]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
+    """Peak resident memory of this process so far, in MB.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` would also count the
+    parent's memory at the moment it forked this process (Linux carries it over ``exec``),
+    so a child of a big benchmark runner would report the runner's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports kilobytes, macOS bytes.
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -255,6 +273,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_signature() -> str:
+    """``family F model M stepping S`` from ``/proc/cpuinfo`` (virtual machines often show a
+    generic model name; these numbers still tell the generation), or ``""``."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("cpu family", "model", "stepping") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break
+    except OSError:
+        return ""
+    if not fields:
+        return ""
+    return (f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
+            f"stepping {fields.get('stepping', '?')}")
 
 
 def bf16_target(flags: set[str] | None = None) -> tuple[float | None, str]:
@@ -285,6 +323,7 @@ def machine_info() -> dict[str, Any]:
     flags = cpu_flags()
     return {
         "cpu": cpu_model(),
+        "cpu_signature": cpu_signature(),
         "cores": os.cpu_count(),
         "amx_bf16": "amx_bf16" in flags,
         "avx512_bf16": "avx512_bf16" in flags,

@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -44,9 +45,10 @@ def plan(mode: str) -> dict[str, list[dict[str, Any]]]:
             # float32 is the default precision; bfloat16 is the hard case for the pipeline
             # (the network is six times faster, the decoding is not).
             {"precision": "float32", "n_images": 32 if quick else 96, "repeats": reps,
-             "native": not quick, "n_native": 40},
+             "native": False},
+            # Native size: the 64 photos keep their sizes (40 panoramas, 24 assorted).
             {"precision": "bfloat16", "n_images": 96 if quick else 192, "repeats": reps,
-             "native": False, "strategies": full},
+             "native": True, "n_native": 24 if quick else 64, "strategies": full},
         ],
         "precision": [{"repeats": reps, "n_accuracy": 200 if quick else None,
                        "n_cam_photos": 8 if quick else None}],
@@ -73,6 +75,9 @@ def run_distributed() -> dict[str, Any]:
     if not isinstance(out, dict):
         return {"rows": [], "note": f"bench_distributed.main() returned {type(out).__name__}"}
     if isinstance(out.get("rows"), list):
+        for r in out["rows"]:
+            if not re.match(r"\d+[a-z]?\. ", r["name"]):
+                r["name"] = f"7. distributed: {r['name']}"
         return out
     # Its own format: show every scalar figure as an information row.
     rows = [common.row(f"7. distributed: {k}", float(v), fmt=".3f")
@@ -110,7 +115,8 @@ def format_markdown(rows: list[dict[str, Any]], machine: dict[str, Any], mode: s
     flag = "" if mode == "default" else f" --{mode}"
     head = [
         f"Measured {m['date']} with `python -m benchmarks.run{flag}`"
-        f" ({minutes:.1f} min): {m['cpu']}, {m['cores']} cores (bfloat16 hardware: {bf16}); "
+        f" ({minutes:.1f} min): {m['cpu']} ({m.get('cpu_signature') or 'no signature'}), "
+        f"{m['cores']} cores (bfloat16 hardware: {bf16}); "
         f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}, NumPy "
         f"{m['numpy']}, scikit-learn {m['scikit-learn']}"
         + (f"; load average at start {load[0]:.1f}" if load else "") + ".",
@@ -119,8 +125,8 @@ def format_markdown(rows: list[dict[str, Any]], machine: dict[str, Any], mode: s
         "| --- | ---: | --- | --- | --- |",
     ]
     for r in rows:
-        detail = r["detail"].replace("|", "\\|")
-        head.append(f"| {r['name']} | {r['text']} | {r['target']} | {verdict(r)} | {detail} |")
+        name, detail = (r[k].replace("|", "\\|") for k in ("name", "detail"))
+        head.append(f"| {name} | {r['text']} | {r['target']} | {verdict(r)} | {detail} |")
     return "\n".join(head) + "\n"
 
 
@@ -145,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = common.machine_info()
     _, label = common.bf16_target()
-    print(f"gapsvm benchmarks ({mode}) on {machine['cpu']}, {machine['cores']} cores; "
+    print(f"gapsvm benchmarks ({mode}) on {machine['cpu']} ({machine['cpu_signature']}), "
+          f"{machine['cores']} cores; "
           f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, NumPy "
           f"{machine['numpy']}; {machine['date']}", flush=True)
     print(f"bfloat16 hardware: {label}", flush=True)

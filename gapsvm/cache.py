@@ -49,9 +49,11 @@ __all__ = ["PREPROCESS_VERSION", "CacheEntry", "CacheWriteError", "FeatureCache"
 PREPROCESS_VERSION = 1
 _LAYOUT = "v1"
 
-#: GAP vectors (about 2.3 KB each) kept in memory per process, least recently used first out.
+#: GAP vectors (about 2.5 KB each) kept in memory per process, least recently used first out.
 #: ``GridSearchCV`` refits on every fold and reads each vector ``folds x candidates`` times;
-#: from memory that costs a dictionary lookup instead of opening and unpickling a file.
+#: from memory that costs a dictionary lookup instead of opening and unpickling a file. Only
+#: vectors read back from disk are kept (a second use is the sign of more to come), so a
+#: single pass over a folder, however large, keeps none.
 MEMO_ENTRIES = 32768
 _MEMO: OrderedDict[tuple[str, str], tuple[np.ndarray, tuple, tuple, tuple]] = OrderedDict()
 _MEMO_LOCK = threading.Lock()
@@ -109,6 +111,7 @@ class FeatureCache:
     def __init__(self, root: str | os.PathLike, backbone_key: str, size_key: str) -> None:
         self.root = Path(root)
         self.folder = self.root / _LAYOUT / backbone_key / size_key
+        self._folder = str(self.folder)  # plain strings: lookups are hot in grid searches
         self.backbone_key = backbone_key
         self.size_key = size_key
 
@@ -125,8 +128,8 @@ class FeatureCache:
         gap = np.array(gap, dtype=np.float32)
         gap.setflags(write=False)  # shared by every later hit: nobody may change it
         with _MEMO_LOCK:
-            _MEMO[(str(self.folder), key)] = (gap, tuple(image_hw), tuple(input_hw), sig)
-            _MEMO.move_to_end((str(self.folder), key))
+            _MEMO[(self._folder, key)] = (gap, tuple(image_hw), tuple(input_hw), sig)
+            _MEMO.move_to_end((self._folder, key))
             while len(_MEMO) > MEMO_ENTRIES:
                 _MEMO.popitem(last=False)
 
@@ -134,19 +137,19 @@ class FeatureCache:
         """Return the entry for ``key``, or None if absent, unreadable or without maps when
         ``need_maps``; maps come back memory-mapped read-only.
 
-        Without ``need_maps``, entries this process already read or wrote come from memory
+        Without ``need_maps``, entries this process already read come from memory
         (:data:`MEMO_ENTRIES`) while their file is unchanged (same inode, size and mtime): a
         deleted, replaced or damaged file is read (and judged) again.
         """
-        path = self.path(key)
+        path = os.path.join(self._folder, key[:2], f"{key}.joblib")
         sig = _file_signature(path)
         if sig is None:
             return None
         if not need_maps:
             with _MEMO_LOCK:
-                hit = _MEMO.get((str(self.folder), key))
+                hit = _MEMO.get((self._folder, key))
                 if hit is not None and hit[3] == sig:
-                    _MEMO.move_to_end((str(self.folder), key))
+                    _MEMO.move_to_end((self._folder, key))
                 else:
                     hit = None
             if hit is not None:
@@ -204,9 +207,6 @@ class FeatureCache:
                 joblib.dump(payload, fh)
             os.replace(tmp, path)
             tmp = None
-            sig = _file_signature(path)
-            if sig is not None and np.all(np.isfinite(payload["gap"])):
-                self._remember(key, payload["gap"], payload["image_hw"], payload["input_hw"], sig)
         except OSError as exc:
             raise CacheWriteError(
                 exc.errno,
@@ -245,7 +245,7 @@ class FeatureCache:
         return n
 
 
-def _file_signature(path: Path) -> tuple[int, int, int] | None:
+def _file_signature(path: str | Path) -> tuple[int, int, int] | None:
     """(inode, size, mtime) of a regular file, or None when there is none."""
     try:
         st = os.stat(path)

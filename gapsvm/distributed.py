@@ -65,6 +65,7 @@ __all__ = [
     "extract_distributed",
     "local_cluster",
     "warm_up_workers",
+    "worker_env",
 ]
 
 #: The featurizer parameters a worker needs (a GapFeaturizer's, also a GapClassifier's).
@@ -309,7 +310,7 @@ def extract_distributed(
     --------
     >>> from dask.distributed import Client  # doctest: +SKIP
     >>> client = Client("tcp://scheduler:8786")  # doctest: +SKIP
-    >>> fz = GapFeaturizer(input_size=(224, 224), cache_dir="/shared/gapsvm-cache")
+    >>> fz = GapFeaturizer(input_size=224, cache_dir="/shared/cache")  # doctest: +SKIP
     >>> res = extract_distributed(fz, paths, client, chunk_size=128)  # doctest: +SKIP
     >>> res.gap.shape  # doctest: +SKIP
     (1000000, 512)

@@ -93,6 +93,9 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         GAP features do not depend on the image size, so a head trained on small crops
         applies to whole photographs.
     precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"`` (Keras' ``mixed_bfloat16``) is the fast choice on CPUs with bfloat16
+        instructions: about 6x float32's speed with Intel AMX, 2x with AVX512-BF16 alone,
+        same accuracy, CAMs correlating >= 0.999 with float32's (``benchmarks/README.md``).
     batch_size : int, default=16
     cache_dir : path, "auto" or None, default="auto"
         ``"auto"`` is ``$GAPSVM_HOME/features``; None disables the cache.
@@ -341,8 +344,9 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         scores = np.full((n, len(self.classes_)), np.nan)
         predicted = np.empty(n, dtype=self.classes_.dtype)
         if ok.any():
-            scores[ok] = self.class_scores(res.gap[ok])
-            predicted[ok] = self.head_.predict(res.gap[ok])
+            gap = res.gap if ok.all() else res.gap[ok]  # one copy at most, for many images
+            scores[ok] = self.class_scores(gap)
+            predicted[ok] = self.head_.predict(gap)
         if target is None:
             tgt = np.full(n, -1)
             tgt[ok] = val.resolve_targets(None, self.classes_, predicted[ok], int(ok.sum()))

@@ -89,7 +89,8 @@ def test_runner_tables_and_plan() -> None:
                "avx512_bf16": True, "python": "3", "tensorflow": "2", "keras": "3",
                "numpy": "2", "scikit-learn": "1", "load_average": (1.0, 1.0, 1.0)}
     md = run.format_markdown(rows, machine, "default", 1.0)
-    assert "| 1. x | 0.970 | >= 0.950 | PASS | a \\| b |" in md and "CPU, 2 cores" in md
+    assert "| 1. x | 0.970 | >= 0.950 | PASS | a \\| b |" in md
+    assert "CPU (no signature), 2 cores" in md
     for mode in ("quick", "default", "full"):
         p = run.plan(mode)
         assert set(p) == set(run.BENCHES)
@@ -195,3 +196,67 @@ def test_memory_bench_in_fresh_processes(shared_data, tmp_path) -> None:
     assert all(100 < v["peak_rss_mb"] < bench_memory.LIMIT_MB for v in peaks.values())
     assert peaks[6]["images_run"] == 6
     assert by_prefix(rows, "6a.")["passed"] is True
+
+
+# -- the changes issue #5 made for speed keep every result identical -----------------------
+def test_memo_serves_vectors_but_rereads_a_replaced_or_deleted_entry(tmp_path) -> None:
+    import os
+
+    import joblib
+
+    from gapsvm.cache import FeatureCache, content_key
+
+    cache = FeatureCache(tmp_path, "bk", "32x32")
+    key = content_key(b"image")
+    gap = np.arange(4, dtype=np.float32)
+    cache.put(key, gap, None, (8, 8), (32, 32))
+    assert np.array_equal(cache.get(key).gap, gap)  # from the file, now remembered
+    hit = cache.get(key)
+    assert np.array_equal(hit.gap, gap) and not hit.gap.flags.writeable  # from memory
+    # Another process replaces the entry (atomically, as put does): the new file is read.
+    path = cache.path(key)
+    payload = joblib.load(path)
+    payload["gap"] = gap + 1
+    tmp = path.with_name("other.joblib")
+    joblib.dump(payload, tmp)
+    os.replace(tmp, path)
+    assert np.array_equal(cache.get(key).gap, gap + 1)
+    path.unlink()
+    assert cache.get(key) is None
+
+
+def test_explain_streams_maps_into_the_same_cams(shared_data, persons_slice, tmp_path) -> None:
+    from gapsvm import GapClassifier, GapFeaturizer
+    from gapsvm.cam import class_activation_map
+    from gapsvm.cli import resolve_classifier
+
+    paths, labels = persons_slice  # 24 of one class, then 24 of the other
+    train = [*range(8), *range(40, 48)]
+    shown = [paths[i] for i in [*range(8, 14), *range(34, 40)]]
+    clf = GapClassifier(resolve_classifier("linearsvc"), weights=None, input_size=(32, 32),
+                        cache_dir=tmp_path / "c", batch_size=8)
+    clf.fit([paths[i] for i in train], labels[train])
+    info = clf.explain(shown)
+    fz = GapFeaturizer(weights=None, input_size=(32, 32), cache_dir=None, verbose=0).fit()
+    maps = fz.extract(shown, maps=True).maps
+    W, _ = clf.head_.cam_weights()
+    for cam, m, t in zip(info["cams"], maps, info["target"], strict=True):
+        assert np.array_equal(cam, class_activation_map(m, W[t]))
+    clf.set_params(cache_dir=tmp_path / "d")  # computed again: cached maps are float16
+    fixed = clf.explain(shown, target=clf.classes_[0])
+    for cam, m in zip(fixed["cams"], maps, strict=True):
+        assert np.array_equal(cam, class_activation_map(m, W[0]))
+
+
+def test_runs_of_cache_hits_read_inline_with_the_same_results(shared_data, persons,
+                                                               tmp_path) -> None:
+    from gapsvm import GapFeaturizer
+
+    paths = persons[0][:40]
+    fz = GapFeaturizer(weights=None, input_size=(32, 32), cache_dir=tmp_path, batch_size=4,
+                       verbose=0).fit()
+    first = fz.extract(paths[:20])
+    mixed = fz.extract(paths)  # 5 chunks of hits, then 5 of misses
+    again = fz.extract(paths)
+    assert first.n_computed == 20 and mixed.n_computed == 20 and again.n_computed == 0
+    assert np.array_equal(mixed.gap, again.gap) and np.array_equal(mixed.gap[:20], first.gap)

@@ -152,6 +152,10 @@ def test_unreadable_images_reported_like_single_process(client, paths40, tmp_pat
     assert [e.index for e in res.errors] == [1, 3]
     assert np.array_equal(res.ok, ref.ok)
     assert np.array_equal(res.gap[res.ok], ref.gap[ref.ok]) and np.isnan(res.gap[~res.ok]).all()
+    # Plain parameters work as well as a featurizer.
+    as_dict = extract_distributed({"input_size": SIZE, "cache_dir": cache, "verbose": 0}, X[:1],
+                                  client)
+    assert np.array_equal(as_dict.gap, ref.gap[:1])
     with pytest.raises(ImageReadError) as want:
         single.extract(X)
     with pytest.raises(ImageReadError) as got:
