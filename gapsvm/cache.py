@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 import threading
 import time
 import warnings
@@ -41,6 +40,7 @@ from typing import Any
 import joblib
 import numpy as np
 
+from ._atomic import atomic_write
 from .safe_load import UnsafeFileError, safe_joblib_load
 
 __all__ = ["PREPROCESS_VERSION", "CacheEntry", "CacheWriteError", "FeatureCache", "content_key"]
@@ -199,26 +199,15 @@ class FeatureCache:
             "image_hw": tuple(int(v) for v in image_hw),
             "input_hw": tuple(int(v) for v in input_hw),
         }
-        tmp = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".joblib")
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_write(path) as tmp, open(tmp, "wb") as fh:
                 joblib.dump(payload, fh)
-            os.replace(tmp, path)
-            tmp = None
         except OSError as exc:
             raise CacheWriteError(
                 exc.errno,
                 f"cannot write feature cache entry {path} ({exc.strerror or exc}); "
                 "entries already written stay valid",
             ) from None
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None

@@ -18,7 +18,6 @@ import ast
 import csv
 import importlib
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -115,13 +114,6 @@ def _safe_rel(path: str, root: str) -> str:
     return "/".join(parts) or os.path.basename(path)
 
 
-def _safe_label(label: Any) -> str:
-    """A class label as a file-name part: a label comes from the model file, and a crafted
-    one like ``../../x`` must not choose where output goes."""
-    text = re.sub(r"[^\w .+-]+", "_", str(label)).strip(". ")
-    return text or "_"
-
-
 def _inside(out: Path, rel: str) -> Path:
     """``out / rel``, refused if it would resolve outside ``out`` (defence in depth)."""
     dest = out / rel
@@ -145,19 +137,17 @@ def _expand_inputs(items: Sequence[str], problems: list | None = None) -> list[t
             out.extend((p, _safe_rel(p, item)) for p in found)
         else:
             out.append((item, os.path.basename(item)))
-    return out
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # BGR on disk
-    if not ok:
-        raise CLIError(f"cannot encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    # Two inputs named a/x.png and b/x.png must not overwrite each other's outputs.
+    seen: dict[str, int] = {}
+    unique = []
+    for path, rel in out:
+        n = seen.get(rel, 0)
+        seen[rel] = n + 1
+        if n:
+            stem, ext = os.path.splitext(rel)
+            rel = f"{stem}-{n + 1}{ext}"
+        unique.append((path, rel))
+    return unique
 
 
 # -- weights -----------------------------------------------------------------------------
@@ -413,7 +403,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_cam(args: argparse.Namespace) -> int:
     from .cam import normalize_cam, overlay, upsample_cam
     from .featurizer import _progress
-    from .images import read_image
+    from .images import ImageReadError, read_image, safe_label, write_png
 
     model = _load(args)
     model.head_.cam_weights()  # a non-linear head fails here, before any image is read
@@ -442,12 +432,17 @@ def cmd_cam(args: argparse.Namespace) -> int:
                 cam = info["cams"][j]
                 if cam is None:
                     continue
-                img = read_image(path)
+                try:
+                    img = read_image(path)
+                except ImageReadError as exc:  # changed or removed since its maps were made
+                    n_bad += 1
+                    print(f"{exc.path}: {exc.reason}", file=sys.stderr)
+                    continue
                 heat = normalize_cam(upsample_cam(cam, img.shape[:2]))
                 stem = str(Path(rel).with_suffix(""))
-                label = _safe_label(model.classes_[info["target"][j]])
+                label = safe_label(model.classes_[info["target"][j]])
                 dest = _inside(out, f"{stem}.cam-{label}.png")
-                _write_png(dest, overlay(img, heat, args.alpha, normalize=False))
+                write_png(dest, overlay(img, heat, args.alpha, normalize=False))
                 if args.save_npy:
                     np.save(dest.with_suffix(".npy"), cam)
                 written += 1

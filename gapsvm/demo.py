@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .images import write_png
+
 __all__ = [
     "FACE_BOXES",
     "FACE_CLASS",
@@ -140,26 +142,12 @@ def _skimage_data():
     return skimage.data
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    """PNG with OpenCV (RGB in memory, BGR on disk); atomic, and byte-identical across runs so
-    the feature cache recognises the files on a second run."""
-    import cv2
-
-    arr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise DemoError(f"cannot encode {path} as PNG")
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
-
-
 def _write_class(folder: Path, prefix: str, images: np.ndarray) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     written = set()
     for i, img in enumerate(images):
         name = f"{prefix}_{i:03d}.png"
-        _write_png(folder / name, img)
+        write_png(folder / name, img)
         written.add(name)
     # A smaller run after a larger one must not leave the larger run's files behind (they
     # would be trained on); only files following the demo's own naming are touched.
@@ -231,7 +219,7 @@ def write_demo_data(
         if img.dtype != np.uint8 or img.ndim not in (2, 3):
             raise DemoError(f"skimage.data.{name}() is not an 8-bit image ({img.dtype}, "
                             f"{img.shape})")
-        _write_png(photo_dir / f"{name}.png", img)
+        write_png(photo_dir / f"{name}.png", img)
     boxes_csv = root / "face_boxes.csv"
     with open(boxes_csv, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

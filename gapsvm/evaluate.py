@@ -67,9 +67,10 @@ import cv2
 import numpy as np
 
 from . import metrics as M
+from ._atomic import atomic_write
 from .boxes import Box, BoxLike, cam_to_boxes, draw_boxes
 from .cam import overlay, upsample_cam
-from .images import ImageReadError, read_image
+from .images import ImageReadError, read_image, safe_label, write_png
 
 __all__ = [
     "CSV_COLUMNS",
@@ -689,8 +690,8 @@ def evaluate(
                 per_pair[i] = result
                 if out is not None:
                     stem = Path(ann.filename).with_suffix("")
-                    target = out / f"{stem}.{_safe_label(ann.label)}.png"
-                    _write_png(target, evaluation_overlay(
+                    target = out / f"{stem}.{safe_label(ann.label)}.png"
+                    write_png(target, evaluation_overlay(
                         image, cam_image, cam_predicted, ann.boxes, alpha
                     ))
         if progress is not None:
@@ -728,20 +729,6 @@ def evaluate(
     }
 
 
-def _safe_label(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label) or "label"
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # BGR on disk
-    if not ok:
-        raise OSError(f"cannot encode {path} as PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
-
-
 def _jsonable(value: Any) -> Any:
     """NaN and infinities become null, NumPy scalars plain numbers (strict JSON)."""
     if isinstance(value, dict):
@@ -762,11 +749,9 @@ def _jsonable(value: Any) -> Any:
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> None:
     """Write :func:`evaluate`'s report as strict JSON (NaN as null), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(_jsonable(report), indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(_jsonable(report), indent=1, allow_nan=False) + "\n"
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 _ROWS = (

@@ -514,28 +514,21 @@ def write_features_file(path: str | os.PathLike, payload: dict[str, Any]) -> Non
         The file could not be written (disk full, permissions); the message names the file.
         A previous file at ``path`` is left as it was, and no temporary file remains.
     """
-    import tempfile
 
     import joblib
 
+    from ._atomic import atomic_write
+
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".joblib")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(path, suffix=".joblib") as tmp, open(tmp, "wb") as fh:
             joblib.dump({"format": FEATURES_FORMAT, **payload}, fh)
-        os.replace(tmp, path)
     except OSError as exc:
         raise OSError(
             exc.errno,
             f"cannot write features file {path!r} ({exc.strerror or exc}); every computed "
             "image is in the feature cache, so a rerun only writes the file",
         ) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_features_file(path: str | os.PathLike) -> dict[str, Any]:

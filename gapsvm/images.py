@@ -14,6 +14,7 @@ input keeps the image's own size (``input_size=None`` or a scale factor), such i
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ __all__ = [
     "parse_input_size",
     "read_image",
     "resize_image",
+    "safe_label",
     "target_size",
+    "write_png",
 ]
 
 #: File endings treated as images when a folder is scanned (compared case-insensitively).
@@ -529,3 +532,34 @@ def load_directory(
             f"no images found in {str(root)!r} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
         )
     return paths, None, []
+
+
+def safe_label(label: object) -> str:
+    """A class label as a file-name part: a label comes from the model file, and a crafted
+    one like ``../../x`` must not choose where output goes."""
+    text = re.sub(r"[^\w .+-]+", "_", str(label)).strip(". ")
+    return text or "_"
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 RGB (or grayscale) image as PNG, atomically; BGR on disk, as OpenCV wants.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Its folder is created if needed.
+    image : ndarray of shape (h, w, 3) or (h, w), uint8
+
+    Raises
+    ------
+    OSError
+        The image could not be encoded or written; ``path`` is left as it was.
+    """
+    from ._atomic import atomic_write
+
+    arr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise OSError(f"cannot encode {os.fspath(path)} as PNG")
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buf.tobytes())

@@ -12,11 +12,11 @@ the weights' content hash, and :func:`load_model` rebuilds the backbone and chec
 from __future__ import annotations
 
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write
 from ._version import __version__
 
 __all__ = ["ModelLoadError", "load_model", "save_model", "trusted_types"]
@@ -100,10 +100,7 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
     check_is_fitted(model)
     model = _with_str_paths(model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         if path.suffix in (".joblib", ".pkl", ".pickle"):
             import joblib
 
@@ -112,10 +109,6 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
             import skops.io as sio
 
             sio.dump(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_write
 from .boxes import Box, as_box, draw_boxes
 from .cam import normalize_cam, overlay, upsample_cam
 from .images import (
@@ -621,10 +622,7 @@ def build_report(
                      "</div>")
     parts += [*body, "</main></body></html>"]
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / "index.html"
-    tmp = out / ".tmp-index.html"
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, page)
+    page = Path(out) / "index.html"
+    with atomic_write(page) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(parts))
     return Report(page, entries, errors, labels, cm, findings)

@@ -19,9 +19,7 @@ content hash and writes a Keras weights file into ``$GAPSVM_HOME/weights`` atomi
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._atomic import atomic_write
 from ._home import gapsvm_home, keras_home
 
 if TYPE_CHECKING:
@@ -246,14 +245,7 @@ def install_offline_weights(
     # Check the model as Keras holds it, so a layout mistake cannot pass the check above.
     if model_content_hash(full, spec.layer) != spec.imagenet_sha256:
         raise WeightsError("the weights changed when set into the Keras model")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_write(target, suffix=".weights.h5") as tmp:
         full.save_weights(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     log(f"wrote {target} (content sha256 {content}); keras {keras.__version__}")
     return target
