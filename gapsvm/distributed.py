@@ -53,7 +53,13 @@ import numpy as np
 from . import _validation as val
 from ._version import __version__
 from .cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
-from .featurizer import ExtractionResult, GapFeaturizer, _progress, iter_features
+from .featurizer import (
+    ExtractionResult,
+    GapFeaturizer,
+    _progress,
+    iter_features,
+    raise_read_errors,
+)
 from .images import ImageReadError, format_size
 
 if TYPE_CHECKING:  # dask is an optional dependency (the ``dask`` extra)
@@ -238,21 +244,6 @@ def _check_same_network(
         )
 
 
-def _raise_errors(errors: list[ImageReadError]) -> None:
-    # The same message as a single-process extract(on_error="raise").
-    first = errors[0]
-    if len(errors) == 1:
-        raise first
-    more = ", ".join(e.path for e in errors[1:4])
-    err = ImageReadError(
-        first.path,
-        f"{first.reason} (and {len(errors) - 1} more unreadable: {more}"
-        f"{', ...' if len(errors) > 4 else ''})",
-    )
-    err.errors = errors  # every failure, for callers that want the full list
-    raise err
-
-
 def extract_distributed(
     featurizer: GapFeaturizer | Mapping[str, Any] | Any,
     X: Any,
@@ -389,7 +380,7 @@ def extract_distributed(
         chunks=sorted(records, key=lambda r: r["start"]),
     )
     if res.errors and on_error == "raise":
-        _raise_errors(res.errors)
+        raise_read_errors(res.errors)
     return res
 
 

@@ -273,18 +273,27 @@ def extract(
             bar.update(1)
     res.errors = [errors[i] for i in sorted(errors)]
     if res.errors and on_error == "raise":
-        first = res.errors[0]
-        if len(res.errors) == 1:
-            raise first
-        more = ", ".join(e.path for e in res.errors[1:4])
-        err = ImageReadError(
-            first.path,
-            f"{first.reason} (and {len(res.errors) - 1} more unreadable: {more}"
-            f"{', ...' if len(res.errors) > 4 else ''})",
-        )
-        err.errors = res.errors  # every failure, for callers that want the full list
-        raise err
+        raise_read_errors(res.errors)
     return res
+
+
+def raise_read_errors(errors: list[ImageReadError]) -> None:
+    """Raise one :class:`~gapsvm.images.ImageReadError` for a run's unreadable images.
+
+    The first failure names its file and reason and counts the rest; ``.errors`` holds every
+    failure, for callers that want the full list.
+    """
+    first = errors[0]
+    if len(errors) == 1:
+        raise first
+    more = ", ".join(e.path for e in errors[1:4])
+    err = ImageReadError(
+        first.path,
+        f"{first.reason} (and {len(errors) - 1} more unreadable: {more}"
+        f"{', ...' if len(errors) > 4 else ''})",
+    )
+    err.errors = errors
+    raise err
 
 
 class GapFeaturizer(TransformerMixin, BaseEstimator):
