@@ -106,9 +106,7 @@ def run(
 def main() -> dict[str, Any]:
     """Run with the defaults and print the rows."""
     out = run(separate_process=True)
-    for r in out["rows"]:
-        print(f"{r['name']}: {r['text']} {r['target']} {r['detail']}")
-    return out
+    return common.print_rows(out)
 
 
 if __name__ == "__main__":

@@ -173,9 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(out))
         return out
     out = run()
-    for r in out["rows"]:
-        print(f"{r['name']}: {r['text']} {r['target']} {r['detail']}")
-    return out
+    return common.print_rows(out)
 
 
 if __name__ == "__main__":

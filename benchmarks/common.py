@@ -390,3 +390,10 @@ def row(
 def rate(n: int, seconds: float) -> float:
     """Images per second (NaN for a zero time)."""
     return n / seconds if seconds > 0 else float("nan")
+
+
+def print_rows(out: dict[str, Any]) -> dict[str, Any]:
+    """Print a bench's rows, one line each (what every ``main()`` shows), and return ``out``."""
+    for r in out["rows"]:
+        print(f"{r['name']}: {r['text']} {r['target']} {r['detail']}")
+    return out
