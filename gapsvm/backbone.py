@@ -208,7 +208,9 @@ def _build_imagenet(spec: BackboneSpec) -> tuple[Any, str]:
         ) from None
 
 
-def build_model(spec: BackboneSpec, weights: str | None, precision: str = "float32"):
+def build_model(
+    spec: BackboneSpec, weights: str | None, precision: str = "float32"
+) -> tuple[Any, WeightsIdentity]:
     """Build the frozen feature model and identify its weights.
 
     Parameters

@@ -152,6 +152,7 @@ def _expand_inputs(items: Sequence[str], problems: list | None = None) -> list[t
 
 # -- weights -----------------------------------------------------------------------------
 def cmd_weights(args: argparse.Namespace) -> int:
+    """`gapsvm weights install|info|verify`: the backbone weights."""
     from .backbone import get_spec
     from .weights import install_offline_weights, installed_weights_path, keras_cached_weights_path
 
@@ -206,6 +207,7 @@ def _extract_on_dask(fz: Any, paths: list[str], args: argparse.Namespace) -> tup
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    """`gapsvm features`: a folder of images to one features file (cached per image)."""
     from .featurizer import GapFeaturizer, write_features_file
     from .images import ScanProblem, load_directory
 
@@ -290,6 +292,7 @@ def _model_from_meta(meta: dict[str, Any], weights: Any, classifier: Any) -> Any
 
 
 def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """`gapsvm train`: a cross-validated linear head on a features file, saved as a model."""
     from sklearn.metrics import classification_report
     from sklearn.model_selection import StratifiedKFold
 
@@ -366,6 +369,7 @@ def _chunks(n: int, size: int):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """`gapsvm predict`: label and score per image."""
     model = _load(args)
     scan: list = []
     items = _expand_inputs(args.images, scan)
@@ -401,6 +405,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
+    """`gapsvm cam`: one class-activation overlay PNG per image."""
     from .cam import normalize_cam, overlay, upsample_cam
     from .featurizer import _progress
     from .images import ImageReadError, read_image, safe_label, write_png
@@ -453,6 +458,7 @@ def cmd_cam(args: argparse.Namespace) -> int:
 
 # -- evaluate ----------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`gapsvm evaluate`: localisation and faithfulness metrics against boxes, with baselines."""
     from .evaluate import evaluate, format_table, parse_scales, read_boxes_csv, write_report
     from .featurizer import _progress
 
@@ -478,6 +484,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # -- report / demo -------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
+    """`gapsvm report`: one self-contained HTML page of CAMs, model card and confusion matrix."""
     from .report import build_report
 
     notes = list(args.note or ())
@@ -499,6 +506,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`gapsvm demo`: write the bundled demo data and run the user's path on it."""
     from .demo import DemoError, run_demo
 
     try:
