@@ -117,7 +117,11 @@ class FeatureCache:
 
     def path(self, key: str) -> Path:
         """The file an entry lives in."""
-        return self.folder / key[:2] / f"{key}.joblib"
+        return Path(self._path(key))
+
+    def _path(self, key: str) -> str:
+        # A plain string: lookups are hot in grid searches, and Path joins cost more.
+        return os.path.join(self._folder, key[:2], f"{key}.joblib")
 
     def _full_key(self, key: str) -> str:
         return f"{self.backbone_key}/{self.size_key}/{key}"
@@ -141,7 +145,7 @@ class FeatureCache:
         (:data:`MEMO_ENTRIES`) while their file is unchanged (same inode, size and mtime): a
         deleted, replaced or damaged file is read (and judged) again.
         """
-        path = os.path.join(self._folder, key[:2], f"{key}.joblib")
+        path = self._path(key)
         sig = _file_signature(path)
         if sig is None:
             return None

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _validation as val
 from .cam import class_activation_map, normalize_cam, upsample_cam
-from .featurizer import ExtractionResult, GapFeaturizer
+from .featurizer import ExtractionResult, GapFeaturizer, stack_if_same
 from .head import GapHead, _materialize_default
 
 __all__ = ["GapClassifier"]
@@ -351,7 +351,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             tgt = np.full(n, -1)
             tgt[ok] = val.resolve_targets(None, self.classes_, predicted[ok], int(ok.sum()))
         else:
-            tgt = val.resolve_targets(target, self.classes_, predicted, n)
+            tgt = known
         cams: list[np.ndarray | None] = [
             None if c is None else (c if known is not None else c[t])
             for c, t in zip(res.maps, tgt, strict=True)
@@ -427,9 +427,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             if size == "image":
                 m = upsample_cam(m, hw)
             out.append(normalize_cam(m) if normalize else m)
-        if len({m.shape for m in out}) == 1:
-            return np.stack(out).astype(np.float32)
-        return out
+        return stack_if_same(out)
 
     def boxes(
         self,

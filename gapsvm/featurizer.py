@@ -470,7 +470,7 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
             list. Maps served from the cache are float16 (memory-mapped), fresh ones float32.
         """
         res = self.extract(X, maps=True)
-        return _stack_if_same(res.maps)
+        return stack_if_same(res.maps)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names ``gap0`` ... ``gap{n-1}`` of the output columns."""
@@ -497,7 +497,8 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _stack_if_same(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+def stack_if_same(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """One float32 array when every array has the same shape, else a list of float32 arrays."""
     shapes = {a.shape for a in arrays}
     if len(shapes) == 1:
         return np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
@@ -523,7 +524,6 @@ def write_features_file(path: str | os.PathLike, payload: dict[str, Any]) -> Non
         The file could not be written (disk full, permissions); the message names the file.
         A previous file at ``path`` is left as it was, and no temporary file remains.
     """
-
     import joblib
 
     from ._atomic import atomic_write
