@@ -25,7 +25,7 @@ NAME = "cache"
 
 def _subprocess_features(folder: Path, out: Path, cache_dir: Path, input_size: Any,
                          precision: str, weights: Any) -> float:
-    from gapsvm.images import format_size
+    from gapsvm.core.sizes import format_size
 
     cmd = [sys.executable, "-m", "gapsvm.cli", "features", str(folder), "--out", str(out),
            "--cache-dir", str(cache_dir), "--input-size", format_size(input_size),
@@ -67,8 +67,8 @@ def run(
     -------
     dict
     """
-    from gapsvm.backbone import get_backbone
-    from gapsvm.images import format_size
+    from gapsvm.core.sizes import format_size
+    from gapsvm.network.backbone.build import get_backbone
 
     bb = get_backbone("vgg16", weights, precision)
     with contextlib.ExitStack() as stack:

@@ -129,9 +129,10 @@ def run(
     from sklearn.base import clone
 
     from gapsvm import GapClassifier, GapFeaturizer
-    from gapsvm.backbone import get_backbone
-    from gapsvm.cli import resolve_classifier
-    from gapsvm.images import format_size, load_directory
+    from gapsvm.core.scan import load_directory
+    from gapsvm.core.sizes import format_size
+    from gapsvm.network.backbone.build import get_backbone
+    from gapsvm.workflows.training import resolve_classifier
 
     bb = get_backbone("vgg16", weights, precision)
     kw = {"weights": weights, "precision": precision, "batch_size": batch_size, "verbose": 0}

@@ -42,7 +42,7 @@ def _cpu_seconds() -> float:
 
 def _timed_dask(client: Any, fz: Any, paths: list[str], chunk_size: int, tmp: str) -> tuple:
     """Wall time, result and the workers' CPU seconds of one run into a fresh cache."""
-    from gapsvm.distributed import extract_distributed
+    from gapsvm.network.distributed import extract_distributed
 
     fz.set_params(cache_dir=tmp)
     before = client.run(_cpu_seconds)
@@ -82,9 +82,15 @@ def run(
     """
     import distributed
 
-    from gapsvm.distributed import _for_workers, _tf_busy_threads, local_cluster, warm_up_workers
-    from gapsvm.featurizer import GapFeaturizer
-    from gapsvm.images import format_size, list_images, parse_input_size
+    from gapsvm.core.scan import list_images
+    from gapsvm.core.sizes import format_size, parse_input_size
+    from gapsvm.network.distributed import (
+        _for_workers,
+        _tf_busy_threads,
+        local_cluster,
+        warm_up_workers,
+    )
+    from gapsvm.network.featurizer import GapFeaturizer
 
     size = parse_input_size(input_size)
     root = common.shared_data_dir() / "persons" / "train"

@@ -30,8 +30,9 @@ LIMIT_MB = 3.5 * 1024
 
 def _child(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from gapsvm.backbone import get_backbone
-    from gapsvm.images import format_size, list_images, parse_input_size
+    from gapsvm.core.scan import list_images
+    from gapsvm.core.sizes import format_size, parse_input_size
+    from gapsvm.network.backbone.build import get_backbone
 
     weights = None if args.weights == "none" else args.weights
     size = parse_input_size(args.input_size)
@@ -59,7 +60,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         k = min(len(paths), 40)
         clf.fit(paths[:k], np.arange(k) % 2)
         info = clf.explain(paths)
-        assert len(info["cams"]) == len(paths)
+        assert len(info.cams) == len(paths)
     return {"peak_rss_mb": common.peak_rss_mb(), "seconds": time.perf_counter() - t0,
             "images": len(paths), "images_run": bb.images_run, "mode": args.child}
 
@@ -67,7 +68,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 def measure(folder: Path, cache_dir: Path, mode: str, input_size: Any, precision: str,
             weights: Any, batch_size: int) -> dict[str, Any]:
     """Run one size in a fresh process and return its peak resident memory."""
-    from gapsvm.images import format_size
+    from gapsvm.core.sizes import format_size
 
     cmd = [sys.executable, "-m", "benchmarks.bench_memory", "--child", mode,
            "--folder", str(folder), "--cache-dir", str(cache_dir),
@@ -114,7 +115,7 @@ def run(
     -------
     dict
     """
-    from gapsvm.images import format_size
+    from gapsvm.core.sizes import format_size
 
     sizes = tuple(sorted(sizes))
     results: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in modes}

@@ -85,7 +85,7 @@ def tfdata_extract(
     """
     import tensorflow as tf
 
-    from gapsvm.featurizer import _prepare
+    from gapsvm.network.extraction import _prepare
 
     side: dict[int, tuple] = {}
     names = [str(p) for p in paths]
@@ -119,7 +119,7 @@ def tfdata_extract(
 def _cli_features(folder: Path, out: Path, cache_dir: Path, input_size: Any, precision: str,
                   weights: Any, batch_size: int) -> float:
     from gapsvm import cli
-    from gapsvm.images import format_size
+    from gapsvm.core.sizes import format_size
 
     argv = [
         "features", str(folder), "--out", str(out), "--cache-dir", str(cache_dir),
@@ -136,7 +136,7 @@ def _cli_features(folder: Path, out: Path, cache_dir: Path, input_size: Any, pre
 
 def _native(backbone: Any, paths: list[str], batch_size: int) -> dict[str, Any]:
     """Run native-size extraction and count traces and batches."""
-    from gapsvm.featurizer import iter_features
+    from gapsvm.network.extraction import iter_features
 
     calls: list[int] = []
 
@@ -240,9 +240,9 @@ def run(
     dict
         ``rows`` plus the raw timings.
     """
-    from gapsvm.backbone import get_backbone
-    from gapsvm.cache import FeatureCache
-    from gapsvm.images import format_size
+    from gapsvm.core.cache import FeatureCache
+    from gapsvm.core.sizes import format_size
+    from gapsvm.network.backbone.build import get_backbone
 
     bb = get_backbone("vgg16", weights, precision)
     res: dict[str, Any] = {"name": NAME, "precision": precision, "n_images": n_images,
@@ -274,7 +274,7 @@ def run(
         )]
 
         if strategies:
-            from gapsvm.featurizer import extract
+            from gapsvm.network.extraction import extract
 
             configs = [
                 ("no overlap (reading and writing inline)", 0, 1, False),

@@ -37,7 +37,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _speed(n: int, size: Any, batch: int, repeats: int, weights: Any) -> dict[str, Any]:
-    from gapsvm.backbone import get_backbone
+    from gapsvm.network.backbone.build import get_backbone
 
     paths = common.real_images("photos")[:n]
     batches = common.batches_of(common.decode_all(paths, size), batch)
@@ -61,8 +61,8 @@ def _speed(n: int, size: Any, batch: int, repeats: int, weights: Any) -> dict[st
 def _cv_accuracy(X: np.ndarray, y: np.ndarray, folds: int) -> float:
     from sklearn.model_selection import StratifiedKFold
 
-    from gapsvm.cli import resolve_classifier
-    from gapsvm.head import GapHead
+    from gapsvm.core.head import GapHead
+    from gapsvm.workflows.training import resolve_classifier
 
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     correct = 0
@@ -119,9 +119,10 @@ def run(
     -------
     dict
     """
-    from gapsvm.cli import resolve_classifier
-    from gapsvm.head import GapHead
-    from gapsvm.images import format_size, load_directory
+    from gapsvm.core.head import GapHead
+    from gapsvm.core.scan import load_directory
+    from gapsvm.core.sizes import format_size
+    from gapsvm.workflows.training import resolve_classifier
 
     target, hw_label = common.bf16_target()
     sp = _speed(n_speed, speed_size, speed_batch, repeats, weights)

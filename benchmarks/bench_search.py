@@ -23,7 +23,7 @@ NAME = "search"
 
 def heads(n: int = 5) -> list[Any]:
     """``n`` linear heads for the grid, as ``gapsvm train`` builds them (its short names)."""
-    from gapsvm.cli import resolve_classifier
+    from gapsvm.workflows.training import resolve_classifier
 
     out = [
         resolve_classifier("linearsvc"),
@@ -69,8 +69,9 @@ def run(
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     from gapsvm import GapClassifier, GapFeaturizer
-    from gapsvm.backbone import get_backbone
-    from gapsvm.images import format_size, load_directory
+    from gapsvm.core.scan import load_directory
+    from gapsvm.core.sizes import format_size
+    from gapsvm.network.backbone.build import get_backbone
 
     paths, labels, _ = load_directory(common.shared_data_dir() / "persons" / "train")
     if n_images is not None and n_images < len(paths):

@@ -55,7 +55,7 @@ def real_images(kind: str = "photos") -> list[Path]:
     FileNotFoundError
         The shared data folder is missing (benchmarks never fall back to synthetic images).
     """
-    from gapsvm.images import list_images
+    from gapsvm.core.scan import list_images
 
     root = shared_data_dir()
     folders = {
@@ -115,7 +115,7 @@ def make_variants(
     """
     import cv2
 
-    from gapsvm.images import read_image
+    from gapsvm.core.decode import read_image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +156,8 @@ def make_variants(
 
 def decode_all(paths: Sequence[str | os.PathLike], input_size: Any) -> list[np.ndarray]:
     """Decode and resize images exactly as gapsvm's pipeline does (uint8 RGB)."""
-    from gapsvm.images import decode_image, read_bytes, resize_image, target_size
+    from gapsvm.core.decode import decode_image, read_bytes, resize_image
+    from gapsvm.core.sizes import target_size
 
     out = []
     for p in paths:

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.svm import LinearSVC
 
-from gapsvm.featurizer import read_features_file
+from gapsvm.network.features_file import read_features_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def cpu_model() -> str:
 
 def run(data: Path, sizes: list[str], cache_dir: Path) -> list[dict]:
     """Extract features with the CLI (as a user would), then score the two heads."""
-    from gapsvm.cli import main
+    from gapsvm.cli.main import main
 
     rows = []
     heads = {

@@ -31,7 +31,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def persons(shared_data):
     """(paths, labels) of all 800 INRIA crops, sorted by class then name."""
-    from gapsvm.images import load_directory
+    from gapsvm.core.scan import load_directory
 
     paths, labels, _ = load_directory(shared_data / "persons" / "train")
     return paths, labels
@@ -51,8 +51,8 @@ def persons_slice(persons):
 @pytest.fixture(scope="session")
 def imagenet_ready():
     """The ImageNet weights must be installed (make weights): fail loudly otherwise."""
-    from gapsvm.backbone import get_spec
-    from gapsvm.weights import installed_weights_path, keras_cached_weights_path
+    from gapsvm.network.backbone.registry import get_spec
+    from gapsvm.network.backbone.weights import installed_weights_path, keras_cached_weights_path
 
     spec = get_spec("vgg16")
     if not (installed_weights_path(spec).is_file() or keras_cached_weights_path(spec).is_file()):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gapsvm.backbone import BACKBONES, PRECISIONS, get_backbone, get_spec
+from gapsvm.network.backbone.build import get_backbone
+from gapsvm.network.backbone.registry import BACKBONES, PRECISIONS, get_spec
 
 
 @pytest.fixture(scope="module")

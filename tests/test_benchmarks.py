@@ -62,8 +62,8 @@ def test_bf16_target_follows_the_cpu_flags() -> None:
 
 
 def test_variants_are_distinct_and_keep_the_format(shared_data, tmp_path) -> None:
-    from gapsvm.cache import content_key
-    from gapsvm.images import read_bytes, read_image
+    from gapsvm.core.cache import content_key
+    from gapsvm.core.decode import read_bytes, read_image
 
     src = common.real_images("smoke")[:3]
     paths = common.make_variants(src, 7, tmp_path / "v", seed=1)
@@ -204,7 +204,7 @@ def test_memo_serves_vectors_but_rereads_a_replaced_or_deleted_entry(tmp_path) -
 
     import joblib
 
-    from gapsvm.cache import FeatureCache, content_key
+    from gapsvm.core.cache import FeatureCache, content_key
 
     cache = FeatureCache(tmp_path, "bk", "32x32")
     key = content_key(b"image")
@@ -227,8 +227,8 @@ def test_memo_serves_vectors_but_rereads_a_replaced_or_deleted_entry(tmp_path) -
 
 def test_explain_streams_maps_into_the_same_cams(shared_data, persons_slice, tmp_path) -> None:
     from gapsvm import GapClassifier, GapFeaturizer
-    from gapsvm.cam import class_activation_map
-    from gapsvm.cli import resolve_classifier
+    from gapsvm.core.cam import class_activation_map
+    from gapsvm.workflows.training import resolve_classifier
 
     paths, labels = persons_slice  # 24 of one class, then 24 of the other
     train = [*range(8), *range(40, 48)]

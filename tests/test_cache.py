@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gapsvm import GapFeaturizer
-from gapsvm.backbone import get_backbone
-from gapsvm.cache import FeatureCache, content_key
+from gapsvm.core.cache import FeatureCache, content_key
+from gapsvm.network.backbone.build import get_backbone
 
 SIZE = (128, 64)
 

@@ -17,13 +17,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from gapsvm.cam import (
-    class_activation_map,
-    class_weights,
-    normalize_cam,
-    overlay,
-    upsample_cam,
-)
+from gapsvm.core.cam import class_activation_map, class_weights, normalize_cam, upsample_cam
+from gapsvm.core.overlay import overlay
 
 CAM_PY = Path(__file__).resolve().parents[1] / "gapsvm" / "cam.py"
 

@@ -17,8 +17,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.svm import LinearSVC
 
-from gapsvm.cam import class_activation_map, class_weights, normalize_cam, overlay, upsample_cam
-from gapsvm.head import GapHead, effective_linear
+from gapsvm.core.cam import class_activation_map, class_weights, normalize_cam, upsample_cam
+from gapsvm.core.head import GapHead, effective_linear
+from gapsvm.core.overlay import overlay
 
 # Pure numpy examples are cheap; examples that fit a scikit-learn head cost ~10 ms each.
 # database=None: no .hypothesis folder in the checkout; a failure prints its example.

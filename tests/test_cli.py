@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from gapsvm import GapFeaturizer, load_model, overlay
-from gapsvm.cli import main
-from gapsvm.featurizer import read_features_file
-from gapsvm.images import read_image
+from gapsvm.cli.main import main
+from gapsvm.core.decode import read_image
+from gapsvm.network.features_file import read_features_file
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gapsvm import cli
-from gapsvm.demo import FACE_BOXES, PHOTOS, DemoError, run_demo, write_demo_data
+from gapsvm.cli.demo import run_demo
+from gapsvm.workflows.demo import FACE_BOXES, PHOTOS, DemoError, write_demo_data
 
 # Eileen Collins' face in skimage.data.astronaut() (512x512), forehead to chin and cheek to
 # cheek, read off the image with a 20-px grid; defined here independently of demo.FACE_BOXES.
@@ -36,7 +37,7 @@ def test_dataset_layout_counts_and_pixels(tmp_path):
             assert img.shape == (25, 25) and img.dtype == np.uint8  # single-channel PNG
             np.testing.assert_allclose(img, lfw[offset + i] * 255.0, atol=0.5)
     assert sorted(p.name for p in d.photos.iterdir()) == sorted(f"{p}.png" for p in PHOTOS)
-    from gapsvm.images import read_image
+    from gapsvm.core.decode import read_image
 
     # on disk BGR, read back RGB: identical to scikit-image's own arrays
     np.testing.assert_array_equal(read_image(d.photos / "astronaut.png"), skimage.data.astronaut())
@@ -55,7 +56,7 @@ def test_dataset_layout_counts_and_pixels(tmp_path):
 
 def test_full_dataset_is_100_faces_and_100_non_faces(tmp_path):
     d = write_demo_data(tmp_path)
-    from gapsvm.images import load_directory
+    from gapsvm.core.scan import load_directory
 
     _, labels, classes = load_directory(d.faces)
     assert classes == ["face", "not_face"]

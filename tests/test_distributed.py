@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from gapsvm import backbone as backbone_module
-from gapsvm.cache import FeatureCache, content_key
-from gapsvm.cli import main
-from gapsvm.distributed import (
+from gapsvm.cli.main import main
+from gapsvm.core.cache import FeatureCache, content_key
+from gapsvm.core.decode import ImageReadError
+from gapsvm.network.distributed import (
     _busy_threads,
     _for_workers,
     _tf_busy_threads,
@@ -29,8 +30,8 @@ from gapsvm.distributed import (
     local_cluster,
     warm_up_workers,
 )
-from gapsvm.featurizer import GapFeaturizer, read_features_file
-from gapsvm.images import ImageReadError
+from gapsvm.network.features_file import read_features_file
+from gapsvm.network.featurizer import GapFeaturizer
 
 SIZE = (128, 64)
 

@@ -24,9 +24,10 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 from gapsvm import GapClassifier, GapFeaturizer, NotLinearError
-from gapsvm.backbone import get_backbone, get_spec
-from gapsvm.images import read_image
-from gapsvm.weights import installed_weights_path, keras_cached_weights_path
+from gapsvm.core.decode import read_image
+from gapsvm.network.backbone.build import get_backbone
+from gapsvm.network.backbone.registry import get_spec
+from gapsvm.network.backbone.weights import installed_weights_path, keras_cached_weights_path
 
 SIZE = (128, 64)
 
@@ -251,9 +252,9 @@ def test_default_target_is_the_predicted_class(person_model, persons_slice) -> N
     paths, _ = persons_slice
     check = list(paths[:3]) + list(paths[-3:])
     info = person_model.explain(check)
-    np.testing.assert_array_equal(person_model.classes_[info["target"]], info["predicted"])
-    np.testing.assert_array_equal(info["predicted"], person_model.predict(check))
-    per_image = person_model.cam(check, target=list(info["predicted"]), normalize=False)
+    np.testing.assert_array_equal(person_model.classes_[info.target], info.predicted)
+    np.testing.assert_array_equal(info.predicted, person_model.predict(check))
+    per_image = person_model.cam(check, target=list(info.predicted), normalize=False)
     np.testing.assert_allclose(person_model.cam(check, normalize=False), per_image)
 
 
@@ -366,9 +367,9 @@ def test_explain_skips_unreadable_images(person_model, persons_slice, tmp_path) 
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     info = person_model.explain([paths[0], str(bad), paths[1]], on_error="skip")
-    assert info["ok"].tolist() == [True, False, True]
-    assert info["cams"][1] is None and info["cams"][0].shape == (8, 4)
-    assert [e.path for e in info["errors"]] == [str(bad)]
+    assert info.ok.tolist() == [True, False, True]
+    assert info.cams[1] is None and info.cams[0].shape == (8, 4)
+    assert [e.path for e in info.errors] == [str(bad)]
     scores = info["scores"]
     assert np.isnan(scores[1]).all()
     d = person_model.decision_function([paths[0], paths[1]])

@@ -19,23 +19,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from gapsvm import GapClassifier
-from gapsvm.backbone import get_backbone
-from gapsvm.boxes import Box, cam_to_boxes
-from gapsvm.cli import main
-from gapsvm.evaluate import (
-    GT_COLOR,
-    METHODS,
-    PRED_COLOR,
-    Annotation,
-    BoxesCSVError,
-    evaluate,
-    evaluation_overlay,
-    format_table,
-    parse_scales,
-    read_boxes_csv,
-    write_report,
-)
-from gapsvm.metrics import box_area_share, energy_in_box, pointing_game
+from gapsvm.cli.main import main
+from gapsvm.core.boxes import Box, cam_to_boxes
+from gapsvm.core.boxes_csv import Annotation, BoxesCSVError, read_boxes_csv
+from gapsvm.core.metrics import box_area_share, energy_in_box, pointing_game
+from gapsvm.core.overlay import GT_COLOR, PRED_COLOR, evaluation_overlay
+from gapsvm.core.sizes import parse_scales
+from gapsvm.network.backbone.build import get_backbone
+from gapsvm.workflows.evaluate.run import METHODS, evaluate, format_table, write_report
 
 HEADER = "filename,label,x_min,y_min,x_max,y_max\n"
 
@@ -358,7 +349,7 @@ def test_evaluate_command_on_real_boxed_photos(
         w.writeheader()
         w.writerows(r for r in rows if r["filename"] in names)
     out = tmp_path / "out"
-    from gapsvm.persist import load_model
+    from gapsvm.estimator.persist import load_model
 
     model = load_model(model_path)
     model.set_params(cache_dir=cache)

@@ -15,10 +15,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
 from gapsvm import GapFeaturizer, ImageReadError
-from gapsvm.backbone import get_backbone, get_spec
-from gapsvm.featurizer import read_features_file, write_features_file
-from gapsvm.images import read_image
-from gapsvm.weights import installed_weights_path, keras_cached_weights_path
+from gapsvm.core.decode import read_image
+from gapsvm.network.backbone.build import get_backbone
+from gapsvm.network.backbone.registry import get_spec
+from gapsvm.network.backbone.weights import installed_weights_path, keras_cached_weights_path
+from gapsvm.network.features_file import read_features_file, write_features_file
 
 
 def _weights_file() -> str:

@@ -24,7 +24,7 @@ from sklearn.svm import SVC, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from gapsvm.head import GapHead, NotLinearError, effective_linear
+from gapsvm.core.head import GapHead, NotLinearError, effective_linear
 
 
 def _gap_like(n_classes: int, n: int = 90, d: int = 12, seed: int = 0):

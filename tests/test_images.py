@@ -13,18 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from gapsvm.images import (
-    MAX_PIXELS,
-    MIN_SIDE,
-    ImageReadError,
-    decode_image,
-    format_size,
-    load_directory,
-    parse_input_size,
-    read_image,
-    resize_image,
-    target_size,
-)
+from gapsvm.core.decode import MAX_PIXELS, ImageReadError, decode_image, read_image, resize_image
+from gapsvm.core.scan import load_directory
+from gapsvm.core.sizes import MIN_SIDE, format_size, parse_input_size, target_size
 
 
 def _keras_load(path) -> np.ndarray:

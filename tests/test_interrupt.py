@@ -53,9 +53,9 @@ import joblib
 import numpy as np
 import pytest
 
-from gapsvm.cache import FeatureCache, content_key
-from gapsvm.cli import main
-from gapsvm.featurizer import read_features_file
+from gapsvm.cli.main import main
+from gapsvm.core.cache import FeatureCache, content_key
+from gapsvm.network.features_file import read_features_file
 
 N_IMAGES = 30
 N_KILLS = 20

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gapsvm.boxes import Box, boxes_to_mask
-from gapsvm.metrics import (
+from gapsvm.core.boxes import Box, boxes_to_mask
+from gapsvm.core.metrics import (
     auc,
     average_drop,
     best_iou,

@@ -15,8 +15,8 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
 from gapsvm import GapClassifier, ModelLoadError, load_model, save_model
-from gapsvm.backbone import get_spec
-from gapsvm.weights import installed_weights_path, keras_cached_weights_path
+from gapsvm.network.backbone.registry import get_spec
+from gapsvm.network.backbone.weights import installed_weights_path, keras_cached_weights_path
 
 SIZE = (128, 64)
 

@@ -45,11 +45,12 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 from gapsvm import GapClassifier, GapFeaturizer, ImageReadError, ModelLoadError, load_model
-from gapsvm.backbone import get_backbone
-from gapsvm.cli import main
-from gapsvm.featurizer import read_features_file, write_features_file
-from gapsvm.images import MAX_PIXELS, ScanProblem, decode_image, load_directory, read_image
-from gapsvm.safe_load import safe_joblib_load
+from gapsvm.cli.main import main
+from gapsvm.core.decode import MAX_PIXELS, decode_image, read_image
+from gapsvm.core.scan import ScanProblem, load_directory
+from gapsvm.network.backbone.build import get_backbone
+from gapsvm.network.features_file import read_features_file, write_features_file
+from gapsvm.utils.safe_load import safe_joblib_load
 
 SIZE = (32, 32)  # two block5 cells: the smallest fixed size, the cheapest network pass
 

@@ -19,7 +19,7 @@ import pytest
 from sklearn.metrics import confusion_matrix
 
 from gapsvm import cli
-from gapsvm.report import build_report, read_boxes_csv
+from gapsvm.workflows.report.build import build_report, read_boxes_csv
 
 NASTY = "<img src=x onerror=alert(1)>&\"'.png"
 

@@ -25,12 +25,13 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from gapsvm import GapClassifier, GapFeaturizer, ModelLoadError, WeightsError, load_model
-from gapsvm.backbone import build_model, get_backbone, get_spec
-from gapsvm.cache import FeatureCache, content_key
-from gapsvm.cli import main
-from gapsvm.featurizer import read_features_file, write_features_file
-from gapsvm.images import format_size
-from gapsvm.weights import installed_weights_path
+from gapsvm.cli.main import main
+from gapsvm.core.cache import FeatureCache, content_key
+from gapsvm.core.sizes import format_size
+from gapsvm.network.backbone.build import build_model, get_backbone
+from gapsvm.network.backbone.registry import get_spec
+from gapsvm.network.backbone.weights import installed_weights_path
+from gapsvm.network.features_file import read_features_file, write_features_file
 
 SIZE = (32, 32)
 

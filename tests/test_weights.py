@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapsvm.backbone import build_model, get_spec
-from gapsvm.weights import (
+from gapsvm.network.backbone.build import build_model
+from gapsvm.network.backbone.registry import get_spec
+from gapsvm.network.backbone.weights import (
     WeightsError,
     conv_content_hash,
     install_offline_weights,
@@ -172,7 +173,7 @@ def test_weights_path_errors(tmp_path) -> None:
 
 
 def test_random_weights_are_seeded_and_not_imagenet() -> None:
-    from gapsvm.backbone import get_backbone
+    from gapsvm.network.backbone.build import get_backbone
 
     # A second, separate build (the cached one may come from another test) must match it.
     _, a = build_model(SPEC, None)

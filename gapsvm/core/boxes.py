@@ -64,6 +64,7 @@ __all__ = [
     "iou",
 ]
 
+
 _MODES = ("largest", "all")
 
 

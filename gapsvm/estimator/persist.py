@@ -16,10 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_write
-from ._version import __version__
+from gapsvm._version import __version__
+from gapsvm.utils.atomic import atomic_write
 
-__all__ = ["ModelLoadError", "load_model", "save_model", "trusted_types"]
+__all__ = [
+    "ModelLoadError",
+    "load_model",
+    "save_model",
+    "trusted_types",
+]
 
 
 class ModelLoadError(ValueError):
@@ -36,9 +41,9 @@ def trusted_types() -> frozenset[str]:
     import sklearn
     from sklearn.utils import all_estimators
 
-    from .estimator import GapClassifier
-    from .featurizer import GapFeaturizer
-    from .head import GapHead
+    from gapsvm.core.head import GapHead
+    from gapsvm.estimator.classifier import GapClassifier
+    from gapsvm.network.featurizer import GapFeaturizer
 
     names = {f"{c.__module__}.{c.__qualname__}" for c in (GapClassifier, GapFeaturizer, GapHead)}
     for _, cls in all_estimators():
@@ -137,7 +142,7 @@ def load_model(
         Unsafe or unexpected content (names the type), a damaged file, a file written by a
         newer gapsvm, or weights whose hash differs.
     """
-    from .estimator import GapClassifier
+    from gapsvm.estimator.classifier import GapClassifier
 
     path = Path(path)
     if not path.is_file():

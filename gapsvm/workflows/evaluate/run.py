@@ -1,330 +1,48 @@
-"""How well do class activation maps localise, and are they faithful? ``gapsvm evaluate``.
-
-This module is orchestration only: it reads a CSV of hand-drawn boxes, runs the model, and
-hands maps and boxes to the pure functions of :mod:`gapsvm.boxes` and :mod:`gapsvm.metrics`;
-then it writes overlays and a JSON report and formats the table the command prints.
-
-Every number is reported for the CAM *and* for three baselines that use no model at all:
-
-* ``centre``: a centred Gaussian map (:func:`~gapsvm.metrics.center_map`) and, for the box
-  metrics, the centred box covering a quarter of the image (:func:`~gapsvm.metrics.center_box`);
-* ``uniform``: a map of ones (its energy in the boxes is exactly their area share; its box is
-  the whole image; its "maximum" is the top-left pixel);
-* ``random``: smooth random noise with one value per CAM cell
-  (:func:`~gapsvm.metrics.random_map`), seeded for each (image, label) pair.
-
-Box convention
---------------
-The CSV has one row per box, ``filename,label,x_min,y_min,x_max,y_max`` in pixels of the
-image file, with **exclusive** ``x_max`` / ``y_max`` like :class:`~gapsvm.boxes.Box` (the box
-covers ``x_min <= x < x_max``). ``inclusive_max=True`` reads files whose maxima are the last
-pixel inside the box and adds one. The staged meeting-room CSV is exclusive: its rows are the
-labelImg (PASCAL VOC) values multiplied by 0.5 and rounded; VOC's ``xmax`` is the 1-based last
-pixel, which is the 0-based exclusive end, so ``x_max = xmax / 2`` stays exclusive (checked on
-``seg0``: VOC ``229,282,339,419`` became ``114,141,170,210``).
-
-Faithfulness
-------------
-Average Drop and Increase in Confidence (Chattopadhay et al., 2018) and the deletion and
-insertion AUCs (Petsiuk et al., 2018) need the class score of masked inputs. Scores are
-turned into probabilities first, as both papers use them: ``sigmoid(s_c)`` for a two-class
-head (``s_1`` is ``decision_function``, ``s_0 = -s_1``), a softmax over the class scores
-otherwise.
-
-``faithfulness="features"`` (the default) masks **feature-map cells** instead of pixels.
-gapsvm's head is linear on the average of the block5 maps, so a masked map's score is
-``mean(mask * A_c) + b_c`` with ``A_c`` the class map (:func:`~gapsvm.metrics.linear_gap_scores`):
-exact for the head, pure NumPy on the cached maps, no network pass. Deleted cells are set to
-zero (no activation) and insertion starts from an all-zero map. Because ranking cells by
-``A_c`` is the optimal order for a linear head, the CAM reaches the best possible curves here
-by construction; the baselines show how far a map without model knowledge falls short.
-``faithfulness="image"`` masks **pixels** as the papers do (deletion to black, insertion into
-a blurred copy with RISE's 11 px, sigma 5 kernel, Average Drop on ``image * map``) and runs the
-network on every masked image: ``1 + 2 * image_steps`` passes per map and image (plus one for
-the unmasked image), so keep ``image_steps`` small. ``faithfulness="none"`` skips these metrics.
-
-References
-----------
-.. [1] B. Zhou et al. "Learning Deep Features for Discriminative Localization". CVPR 2016.
-.. [2] J. Zhang et al. "Top-down Neural Attention by Excitation Backprop". ECCV 2016.
-.. [3] A. Chattopadhay et al. "Grad-CAM++". WACV 2018.
-.. [4] V. Petsiuk, A. Das, K. Saenko. "RISE". BMVC 2018.
-"""
+"""Running ``gapsvm evaluate``: CAMs and baselines of every (image, label) pair, scored."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from . import metrics as M
-from ._atomic import atomic_write
-from .boxes import Box, BoxLike, cam_to_boxes, draw_boxes
-from .cam import overlay, upsample_cam
-from .images import ImageReadError, read_image, safe_label, write_png
+from gapsvm.core import metrics as M
+from gapsvm.core.boxes import Box, cam_to_boxes
+from gapsvm.core.boxes_csv import (
+    Annotation,
+)
+from gapsvm.core.cam import upsample_cam
+from gapsvm.core.decode import read_image
+from gapsvm.core.output import safe_label, write_png
+from gapsvm.core.overlay import evaluation_overlay
+from gapsvm.core.sizes import parse_scales
+from gapsvm.utils.atomic import atomic_write
 
 __all__ = [
-    "CSV_COLUMNS",
     "METHODS",
-    "Annotation",
-    "BoxesCSVError",
     "evaluate",
-    "evaluation_overlay",
     "format_table",
-    "parse_scales",
-    "read_boxes_csv",
     "write_report",
 ]
 
-#: Columns a boxes CSV must have (others are ignored).
-CSV_COLUMNS = ("filename", "label", "x_min", "y_min", "x_max", "y_max")
+
 #: The map under test and its three model-free baselines, in table order.
 METHODS = ("cam", "centre", "uniform", "random")
+
+
 _FAITHFULNESS = ("features", "image", "none")
-_MAX_LISTED = 20
-#: Colours of the overlays, RGB: ground truth white, predicted boxes magenta (not in jet).
-GT_COLOR = (255, 255, 255)
-PRED_COLOR = (255, 0, 255)
+
+
 # RISE's insertion canvas: a Gaussian blur with an 11 px kernel and sigma 5.
 _BLUR_KSIZE, _BLUR_SIGMA = 11, 5.0
-
-
-class BoxesCSVError(ValueError):
-    """A boxes CSV is invalid; ``problems`` lists ``(line, reason)`` pairs.
-
-    Parameters
-    ----------
-    path : str
-        The CSV file.
-    problems : list of (int, str)
-        Line number in the file (1 is the header) and what is wrong on it.
-    """
-
-    def __init__(self, path: str | os.PathLike, problems: list[tuple[int, str]]) -> None:
-        self.path = os.fspath(path)
-        self.problems = list(problems)
-        shown = [f"{self.path}:{line}: {reason}" for line, reason in self.problems[:_MAX_LISTED]]
-        more = len(self.problems) - _MAX_LISTED
-        if more > 0:
-            shown.append(f"... and {more} more problem(s)")
-        head = "" if len(self.problems) == 1 else f"{len(self.problems)} problems in the CSV:\n"
-        super().__init__(head + "\n".join(shown))
-
-    def __reduce__(self):  # keep the two-argument constructor picklable
-        return (type(self), (self.path, self.problems))
-
-
-@dataclass
-class Annotation:
-    """The ground-truth boxes of one label in one image.
-
-    Attributes
-    ----------
-    filename : str
-        As written in the CSV (relative to the images folder).
-    path : str
-        The image file.
-    image_hw : tuple of int
-        ``(height, width)`` of the decoded image (EXIF orientation applied).
-    label : str
-        The class, as written in the CSV.
-    boxes : list of Box
-        Boxes with exclusive maxima, inside the image.
-    lines : list of int
-        CSV line of each box.
-    """
-
-    filename: str
-    path: str
-    image_hw: tuple[int, int]
-    label: str
-    boxes: list[Box] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-
-
-def _coordinate(text: str | None, name: str) -> int:
-    """Parse one CSV coordinate; raise ValueError with the reason."""
-    if text is None or not text.strip():
-        raise ValueError(f"{name} is missing")
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} {text.strip()!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} {text.strip()!r} is not a finite number")
-    # Rounding 12.5 silently would hide a convention mismatch (e.g. normalised coordinates).
-    if not value.is_integer():
-        raise ValueError(f"{name} {text.strip()} is not a whole pixel; round the CSV explicitly")
-    return int(value)
-
-
-def read_boxes_csv(
-    csv_path: str | os.PathLike,
-    images_dir: str | os.PathLike,
-    *,
-    classes: Iterable[Any] | None = None,
-    inclusive_max: bool = False,
-) -> list[Annotation]:
-    """Read and validate a boxes CSV against the images it names.
-
-    Parameters
-    ----------
-    csv_path : path
-        CSV with the columns of :data:`CSV_COLUMNS` (in any order; extra columns ignored),
-        one row per box, pixel coordinates with exclusive ``x_max`` / ``y_max``.
-    images_dir : path
-        Folder the ``filename`` column is relative to.
-    classes : iterable, optional
-        The model's classes; a label that is not one of them (compared as text) is an error.
-    inclusive_max : bool, default False
-        The CSV's ``x_max`` / ``y_max`` are the last pixel inside the box; one is added.
-
-    Returns
-    -------
-    list of Annotation
-        One per (image, label) pair, in order of first appearance; each image is decoded once
-        to learn its size.
-
-    Raises
-    ------
-    BoxesCSVError
-        Listing every problem with its line: missing columns, empty fields, unknown or
-        unreadable files, non-numeric or non-integral coordinates, empty or inverted boxes,
-        boxes outside the image, labels that are not model classes.
-    FileNotFoundError
-        If the CSV or the images folder does not exist.
-    """
-    csv_path = os.fspath(csv_path)
-    root = Path(images_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"images folder {os.fspath(images_dir)!r} does not exist")
-    class_names = None if classes is None else [str(c) for c in classes]
-    problems: list[tuple[int, str]] = []
-    sizes: dict[str, tuple[int, int] | None] = {}
-    out: dict[tuple[str, str], Annotation] = {}
-    # utf-8-sig: spreadsheets often save a byte-order mark that would rename the first column.
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        if not header:
-            raise BoxesCSVError(csv_path, [(1, f"empty file; expected a header {CSV_COLUMNS}")])
-        missing = [c for c in CSV_COLUMNS if c not in header]
-        if missing:
-            raise BoxesCSVError(
-                csv_path,
-                [(1, f"missing column(s) {missing}; the header must have {list(CSV_COLUMNS)}")],
-            )
-        reader.fieldnames = header
-        for row in reader:
-            line = reader.line_num
-            filename = (row.get("filename") or "").strip()
-            label = (row.get("label") or "").strip()
-            if not filename:
-                problems.append((line, "filename is empty"))
-                continue
-            if not label:
-                problems.append((line, "label is empty"))
-                continue
-            if class_names is not None and label not in class_names:
-                problems.append(
-                    (line, f"label {label!r} is not a class of the model {class_names}")
-                )
-                continue
-            try:
-                x0, y0, x1, y1 = (_coordinate(row.get(c), c) for c in CSV_COLUMNS[2:])
-            except ValueError as exc:
-                problems.append((line, str(exc)))
-                continue
-            if inclusive_max:
-                x1, y1 = x1 + 1, y1 + 1
-            if x1 <= x0 or y1 <= y0:
-                problems.append(
-                    (line, f"box ({x0}, {y0}, {x1}, {y1}) is empty or inverted: x_max must "
-                           "exceed x_min and y_max exceed y_min (maxima are exclusive)")
-                )
-                continue
-            rel = Path(filename)
-            if rel.is_absolute() or ".." in rel.parts:
-                problems.append(
-                    (line, f"filename {filename!r} must be relative to the images folder")
-                )
-                continue
-            path = root / rel
-            if filename not in sizes:
-                if not path.is_file():
-                    sizes[filename] = None
-                    problems.append((line, f"unknown file {filename!r}: not found in {root}"))
-                    continue
-                try:
-                    sizes[filename] = read_image(path).shape[:2]
-                except ImageReadError as exc:
-                    sizes[filename] = None
-                    problems.append((line, f"image {filename!r} cannot be read: {exc.reason}"))
-                    continue
-            hw = sizes[filename]
-            if hw is None:
-                continue  # already reported on the file's first line
-            h, w = hw
-            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-                problems.append(
-                    (line, f"box ({x0}, {y0}, {x1}, {y1}) lies outside the {w}x{h} image "
-                           f"{filename!r} (0 <= x_min < x_max <= {w}, 0 <= y_min < y_max <= "
-                           f"{h}; maxima are exclusive)")
-                )
-                continue
-            ann = out.setdefault(
-                (filename, label), Annotation(filename, os.fspath(path), (h, w), label)
-            )
-            ann.boxes.append(Box(x0, y0, x1, y1))
-            ann.lines.append(line)
-    if problems:
-        raise BoxesCSVError(csv_path, problems)
-    if not out:
-        raise BoxesCSVError(csv_path, [(1, "no boxes: the file has a header but no rows")])
-    return list(out.values())
-
-
-def parse_scales(text: str | float | Sequence[float]) -> tuple[float, ...]:
-    """Parse ``"1,2"`` (or a number, or a sequence) into positive scale factors.
-
-    Returns
-    -------
-    tuple of float
-        In the given order, duplicates removed.
-
-    Raises
-    ------
-    ValueError
-        Empty, non-numeric, or a non-positive scale.
-    """
-    if isinstance(text, str):
-        parts = [p.strip().lstrip("x").rstrip("x") for p in text.split(",") if p.strip()]
-    elif isinstance(text, numbers.Real):
-        parts = [text]
-    else:
-        parts = list(text)
-    if not parts:
-        raise ValueError("no scale given; use e.g. 1 or 1,2")
-    out: list[float] = []
-    for p in parts:
-        try:
-            s = float(p)
-        except (TypeError, ValueError):
-            raise ValueError(f"scale {p!r} is not a number") from None
-        if not (math.isfinite(s) and s > 0):
-            raise ValueError(f"scales must be positive numbers, got {p!r}")
-        if s not in out:
-            out.append(s)
-    return tuple(out)
 
 
 def _probabilities(scores: np.ndarray) -> np.ndarray:
@@ -354,39 +72,6 @@ def _unit_weights(saliency: np.ndarray) -> np.ndarray:
     pos = np.maximum(np.asarray(saliency, dtype=np.float64), 0.0)
     peak = pos.max()
     return pos / peak if peak > 0 else pos
-
-
-def evaluation_overlay(
-    image_rgb: np.ndarray,
-    cam: np.ndarray,
-    pred_boxes: Iterable[BoxLike] = (),
-    gt_boxes: Iterable[BoxLike] | None = None,
-    alpha: float = 0.5,
-) -> np.ndarray:
-    """Draw a CAM as a jet heat map with predicted boxes and, optionally, ground truth.
-
-    Parameters
-    ----------
-    image_rgb : numpy.ndarray
-        ``uint8`` RGB image ``(h, w, 3)``.
-    cam : numpy.ndarray
-        2-D map (any resolution; upsampled and min-max scaled for display).
-    pred_boxes : iterable of Box
-        Drawn in magenta (:data:`PRED_COLOR`), 2 px.
-    gt_boxes : iterable of Box, optional
-        Drawn in white (:data:`GT_COLOR`), 1 px, before the predictions.
-    alpha : float, default 0.5
-        Opacity of the heat map.
-
-    Returns
-    -------
-    numpy.ndarray
-        New ``uint8`` RGB image of the same size.
-    """
-    out = overlay(image_rgb, cam, alpha=alpha)
-    if gt_boxes is not None:
-        out = draw_boxes(out, gt_boxes, color=GT_COLOR, thickness=1)
-    return draw_boxes(out, pred_boxes, color=PRED_COLOR, thickness=2)
 
 
 @dataclass
@@ -616,7 +301,7 @@ def evaluate(
 
     for start in range(0, len(files), chunk_size):
         chunk = files[start : start + chunk_size]
-        extracted = [model._extract(chunk, maps=True, input_size=s) for s in scales]
+        extracted = [model.extract(chunk, maps=True, input_size=s) for s in scales]
         for j, path in enumerate(chunk):
             # (h', w', k) class maps without intercept, one per scale; float64 sums.
             class_maps = [

@@ -1,59 +1,32 @@
 """Reading images from disk and from memory: the only module that decodes pixels.
 
 Everything downstream sees ``uint8`` RGB arrays of shape ``(h, w, 3)``. OpenCV decodes
-(``cv2.imdecode`` over ``np.fromfile`` so that non-ASCII paths work on every platform) and
+(``cv2.imdecode`` over the file's bytes so that non-ASCII paths work on every platform) and
 returns BGR, which is flipped to RGB here, once. Grayscale becomes three equal channels, an
 alpha channel is dropped (as ``PIL.Image.convert("RGB")`` and ``keras.utils.load_img`` do),
 16-bit images are scaled to 8 bits, and EXIF orientation is applied, as browsers do.
-
-Images smaller than one VGG16 block5 cell cannot produce a feature map; where the network
-input keeps the image's own size (``input_size=None`` or a scale factor), such images are
-*upscaled* (aspect ratio kept) until the shorter side is :data:`MIN_SIDE` pixels.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
-    "MIN_SIDE",
-    "UNSUPPORTED_IMAGE_EXTENSIONS",
     "ImageReadError",
     "decode_image",
-    "format_size",
-    "list_images",
-    "load_directory",
-    "parse_input_size",
     "read_image",
     "resize_image",
-    "safe_label",
-    "target_size",
-    "write_png",
 ]
 
-#: File endings treated as images when a folder is scanned (compared case-insensitively).
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
-
-#: Smallest side fed to the network in native-size mode: two block5 cells at stride 16.
-MIN_SIDE = 32
 
 #: Decoding refuses larger images (about 16k x 16k): a 20000x20000 PNG would need 1.2 GB
 #: of RGB before any resizing, and an out-of-memory kill loses the whole run.
 MAX_PIXELS = 16384 * 16384
-
-InputSize = tuple[int, int] | float | None
 
 
 class ImageReadError(ValueError):
@@ -280,97 +253,6 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise ImageReadError(str(path), exc.strerror or str(exc)) from None
 
 
-def parse_input_size(value: InputSize | str | Sequence[int]) -> InputSize:
-    """Normalise an ``input_size`` parameter.
-
-    Parameters
-    ----------
-    value : tuple of two ints, int, float, str or None
-        ``(h, w)`` resizes every image to that size; an int ``s`` means ``(s, s)``; a float
-        is a scale factor applied to each image's own size; ``None`` keeps each image's own
-        size. Strings come from the command line: ``"128x64"`` (height x width), ``"224"``,
-        ``"x2"`` or ``"2.0x"`` (a scale), ``"native"``.
-
-    Returns
-    -------
-    tuple of (int, int), float or None
-
-    Raises
-    ------
-    ValueError
-        Not one of the forms above, or not positive.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        s = value.strip().lower()
-        if s in ("", "none", "native"):
-            return None
-        if s.startswith("x") or s.endswith("x"):
-            return parse_input_size(float(s.strip("x")))
-        if "x" in s:
-            h, w = s.split("x", 1)
-            return parse_input_size((int(h), int(w)))
-        return parse_input_size(int(s)) if s.isdigit() else parse_input_size(float(s))
-    if isinstance(value, bool):
-        raise ValueError(f"input_size must be (h, w), a scale or None, got {value!r}")
-    if isinstance(value, int | np.integer):
-        return parse_input_size((int(value), int(value)))
-    if isinstance(value, float | np.floating):
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"input_size scale must be a positive number, got {value!r}")
-        return float(value)
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"input_size must be (height, width), a scale factor or None, got {value!r}"
-        ) from None
-    if h < MIN_SIDE // 2 or w < MIN_SIDE // 2:
-        raise ValueError(
-            f"input_size {value!r} is smaller than one stride-16 feature cell; use at least "
-            f"{MIN_SIDE}x{MIN_SIDE}"
-        )
-    return (h, w)
-
-
-def format_size(input_size: InputSize) -> str:
-    """Spell an ``input_size`` the way the command line takes it (``"128x64"``, ``"x2"``)."""
-    if input_size is None:
-        return "native"
-    if isinstance(input_size, float):
-        return f"x{input_size:g}"
-    return f"{input_size[0]}x{input_size[1]}"
-
-
-def target_size(image_hw: tuple[int, int], input_size: InputSize) -> tuple[int, int]:
-    """The (height, width) fed to the network for an image of size ``image_hw``.
-
-    Parameters
-    ----------
-    image_hw : tuple of int
-        The image's own (height, width).
-    input_size : tuple of int, float or None
-        As returned by :func:`parse_input_size`.
-
-    Returns
-    -------
-    (height, width) : tuple of int
-        Fixed sizes are returned as given. Native and scaled sizes are upscaled, keeping the
-        aspect ratio, until the shorter side is at least :data:`MIN_SIDE`.
-    """
-    if isinstance(input_size, tuple):
-        return input_size
-    h, w = image_hw
-    scale = 1.0 if input_size is None else float(input_size)
-    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    short = min(th, tw)
-    if short < MIN_SIDE:
-        up = MIN_SIDE / short
-        th, tw = max(MIN_SIDE, round(th * up)), max(MIN_SIDE, round(tw * up))
-    return th, tw
-
-
 def resize_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """Resize an RGB image to ``size_hw``; area averaging when shrinking, bilinear when growing.
 
@@ -383,183 +265,3 @@ def resize_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
         return image
     interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
     return cv2.resize(image, (tw, th), interpolation=interp)
-
-
-#: Image formats gapsvm does not read: a folder scan reports these files instead of
-#: skipping them silently, so photos from a phone (HEIC) do not just vanish from a dataset.
-UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
-    {".heic", ".heif", ".avif", ".jxl", ".gif", ".tga", ".svg", ".psd", ".ico", ".raw", ".cr2",
-     ".nef", ".arw", ".dng"}
-)  # fmt: skip
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-_LINKED_DIR = "symbolic link to a folder, not followed (a link loop would never end)"
-
-
-def _unsupported(ext: str) -> str:
-    return (
-        f"unsupported image format {ext} (gapsvm reads "
-        f"{', '.join(sorted(IMAGE_EXTENSIONS))}); convert it to JPEG or PNG"
-    )
-
-
-@dataclass
-class ScanProblem:
-    """A path found while scanning a folder that cannot be used, with the reason."""
-
-    path: str
-    reason: str
-
-
-def list_images(
-    directory: str | os.PathLike, problems: list[ScanProblem] | None = None
-) -> list[str]:
-    """List image files below ``directory`` (recursively), sorted, as strings.
-
-    Symbolic links to files are followed; links to directories are not (a link loop cannot
-    hang the scan). Unreadable sub-folders and broken links are reported in ``problems``
-    when a list is given, else skipped silently.
-
-    Parameters
-    ----------
-    directory : str or path-like
-    problems : list, optional
-        Receives a :class:`ScanProblem` for every path that could not be used.
-
-    Returns
-    -------
-    list of str
-    """
-    out: list[str] = []
-    root = os.fspath(directory)
-
-    def onerror(exc: OSError) -> None:
-        if problems is not None:
-            problems.append(ScanProblem(exc.filename or root, exc.strerror or str(exc)))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for d in dirnames:
-            if problems is not None and os.path.islink(os.path.join(dirpath, d)):
-                problems.append(ScanProblem(os.path.join(dirpath, d), _LINKED_DIR))
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            if not _is_image_name(name):
-                ext = os.path.splitext(name)[1].lower()
-                if problems is not None and ext in UNSUPPORTED_IMAGE_EXTENSIONS:
-                    problems.append(ScanProblem(full, _unsupported(ext)))
-                continue
-            if os.path.islink(full) and not os.path.exists(full):
-                if problems is not None:
-                    problems.append(ScanProblem(full, "broken or looping symbolic link"))
-                continue
-            out.append(full)
-    return out
-
-
-def load_directory(
-    directory: str | os.PathLike, problems: list[ScanProblem] | None = None
-) -> tuple[list[str], np.ndarray | None, list[str]]:
-    """Load a folder of images, with labels when it is laid out one sub-folder per class.
-
-    The layout is that of ``keras.utils.image_dataset_from_directory``: ``directory/<class>/``
-    holds the images of one class, and class names are sorted. A folder with images at its
-    top level and no class sub-folders is *flat*: no labels.
-
-    Parameters
-    ----------
-    directory : str or path-like
-    problems : list, optional
-        Receives a :class:`ScanProblem` for every path that could not be used (unreadable
-        folders, broken links, empty class folders).
-
-    Returns
-    -------
-    paths : list of str
-        Sorted by class, then by file name.
-    labels : ndarray of str or None
-        The class name of each path, or None for a flat folder.
-    class_names : list of str
-        Sorted; empty for a flat folder.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``directory`` does not exist or is not a folder.
-    ValueError
-        No image was found.
-    """
-    root = Path(directory)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError as exc:
-        raise FileNotFoundError(f"cannot list {str(root)!r}: {exc.strerror}") from None
-    subdirs = [
-        e for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
-    ]
-    top_images = [e for e in entries if _is_image_name(e.name)]
-    if subdirs and not top_images:
-        paths: list[str] = []
-        labels: list[str] = []
-        class_names: list[str] = []
-        if problems is not None:
-            problems.extend(
-                ScanProblem(e.path, _LINKED_DIR)
-                for e in entries
-                if not e.name.startswith(".") and e.is_symlink() and e.is_dir()
-            )
-        for d in subdirs:
-            found = list_images(d.path, problems)
-            if not found:
-                if problems is not None:
-                    problems.append(ScanProblem(d.path, "class folder holds no images"))
-                continue
-            class_names.append(d.name)
-            paths.extend(found)
-            labels.extend([d.name] * len(found))
-        if not paths:
-            raise ValueError(f"no images found in the class folders of {str(root)!r}")
-        return paths, np.asarray(labels), class_names
-    paths = list_images(root, problems)
-    if not paths:
-        raise ValueError(
-            f"no images found in {str(root)!r} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
-        )
-    return paths, None, []
-
-
-def safe_label(label: object) -> str:
-    """A class label as a file-name part: a label comes from the model file, and a crafted
-    one like ``../../x`` must not choose where output goes."""
-    text = re.sub(r"[^\w .+-]+", "_", str(label)).strip(". ")
-    return text or "_"
-
-
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 RGB (or grayscale) image as PNG, atomically; BGR on disk, as OpenCV wants.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Its folder is created if needed.
-    image : ndarray of shape (h, w, 3) or (h, w), uint8
-
-    Raises
-    ------
-    OSError
-        The image could not be encoded or written; ``path`` is left as it was.
-    """
-    from ._atomic import atomic_write
-
-    arr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise OSError(f"cannot encode {os.fspath(path)} as PNG")
-    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(buf.tobytes())

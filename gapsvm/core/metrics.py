@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import (
+from gapsvm.core.boxes import (
     Box,
     BoxLike,
     _image_hw,
@@ -78,9 +78,6 @@ def _iou_threshold(threshold: float) -> float:
     if threshold == 0.0:
         raise ValueError("threshold must be in (0, 1], got 0")
     return threshold
-
-
-# --------------------------------------------------------------------------- pointing game
 
 
 def scaled_tolerance(
@@ -183,9 +180,6 @@ def pointing_game(cam: np.ndarray, gt_boxes: Iterable[BoxLike], tolerance: float
     return False
 
 
-# --------------------------------------------------------------------------- energy
-
-
 def energy_in_box(cam: np.ndarray, gt_boxes: Iterable[BoxLike]) -> float:
     """Share of the CAM's positive mass that falls inside the ground-truth boxes.
 
@@ -254,9 +248,6 @@ def box_area_share(shape: Sequence[int], gt_boxes: Iterable[BoxLike]) -> float:
     """
     mask = boxes_to_mask(shape, gt_boxes)
     return int(mask.sum()) / mask.size
-
-
-# --------------------------------------------------------------------------- boxes vs boxes
 
 
 def best_iou(pred_box: BoxLike | None, gt_boxes: Iterable[BoxLike]) -> float:
@@ -410,9 +401,6 @@ def box_recall_precision(
     recall = n_matched / len(gts) if gts else math.nan
     precision = n_matched / len(preds) if preds else math.nan
     return recall, precision
-
-
-# --------------------------------------------------------------------------- faithfulness
 
 
 def _paired_scores(
@@ -700,9 +688,6 @@ def auc(scores: Sequence[float] | np.ndarray) -> float:
     return float(np.trapezoid(y, dx=1.0 / (y.size - 1)))
 
 
-# ------------------------------------------------------------- faithfulness on feature cells
-
-
 def _class_maps_and_intercepts(
     class_maps: np.ndarray, intercepts: float | Sequence[float] | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -851,9 +836,6 @@ def linear_gap_curves(
     if single:
         return deletion[:, 0], insertion[:, 0]
     return deletion, insertion
-
-
-# --------------------------------------------------------------------------- baselines
 
 
 def center_map(shape: Sequence[int], sigma: float = 0.25) -> np.ndarray:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 # Read once: os.umask can only be read by setting it, which is not thread-safe later on.
 _UMASK = os.umask(0)
+
+
 os.umask(_UMASK)
 
 

@@ -50,17 +50,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _validation as val
-from ._version import __version__
-from .cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
-from .featurizer import (
-    ExtractionResult,
-    GapFeaturizer,
-    _progress,
-    iter_features,
-    raise_read_errors,
-)
-from .images import ImageReadError, format_size
+from gapsvm._version import __version__
+from gapsvm.core import validation as val
+from gapsvm.core.cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
+from gapsvm.core.decode import ImageReadError
+from gapsvm.core.sizes import format_size
+from gapsvm.network.extraction import ExtractionResult, iter_features, raise_read_errors
+from gapsvm.network.featurizer import GapFeaturizer, check_featurizer_params
+from gapsvm.utils.progress import progress_bar
 
 if TYPE_CHECKING:  # dask is an optional dependency (the ``dask`` extra)
     from distributed import Client, LocalCluster
@@ -74,11 +71,13 @@ __all__ = [
     "worker_env",
 ]
 
+
 #: The featurizer parameters a worker needs (a GapFeaturizer's, also a GapClassifier's).
 FEATURIZER_PARAMS = (
     "backbone", "weights", "input_size", "precision", "batch_size", "cache_dir", "cache_maps",
     "verbose",
 )  # fmt: skip
+
 
 _INSTALL_HINT = "distributed extraction needs Dask: pip install 'gapsvm[dask]'"
 
@@ -123,7 +122,7 @@ def _params_of(featurizer: Any) -> dict[str, Any]:
                 f"got {type(featurizer).__name__} (no {', '.join(missing)})"
             )
         params = {k: getattr(featurizer, k) for k in FEATURIZER_PARAMS}
-    val.check_featurizer_params(GapFeaturizer(**params))
+    check_featurizer_params(GapFeaturizer(**params))
     return params
 
 
@@ -145,13 +144,13 @@ def _for_workers(params: dict[str, Any], size: Any) -> dict[str, Any]:
 
 
 def _worker_backbone(p: dict[str, Any]):
-    from .backbone import get_backbone
+    from gapsvm.network.backbone.build import get_backbone
 
     return get_backbone(p["backbone"], p["weights"], p["precision"])
 
 
 def _worker_info(bb: Any) -> dict[str, Any]:
-    from . import backbone as backbone_module
+    from gapsvm.network.backbone import build as backbone_module
 
     try:
         from distributed import get_worker
@@ -338,7 +337,7 @@ def extract_distributed(
     reference: dict[str, Any] | None = None
     n_computed = 0
     try:
-        with _progress(n, int(params["verbose"]), "features") as bar:
+        with progress_bar(n, int(params["verbose"]), "features") as bar:
             # Collected as they finish and released at once: a worker that dies later cannot
             # take finished results down with it. loop=: as_completed otherwise fetches on the
             # loop of the *default* client, and with a second client in this process that is

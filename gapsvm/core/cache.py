@@ -40,14 +40,24 @@ from typing import Any
 import joblib
 import numpy as np
 
-from ._atomic import atomic_write
-from .safe_load import UnsafeFileError, safe_joblib_load
+from gapsvm.utils.atomic import atomic_write
+from gapsvm.utils.safe_load import UnsafeFileError, safe_joblib_load
 
-__all__ = ["PREPROCESS_VERSION", "CacheEntry", "CacheWriteError", "FeatureCache", "content_key"]
+__all__ = [
+    "PREPROCESS_VERSION",
+    "CacheEntry",
+    "CacheWriteError",
+    "FeatureCache",
+    "content_key",
+]
+
 
 #: Bump when decoding, resizing or preprocessing changes what reaches the network.
 PREPROCESS_VERSION = 1
+
+
 _LAYOUT = "v1"
+
 
 #: GAP vectors (about 2.5 KB each) kept in memory per process, least recently used first out.
 #: ``GridSearchCV`` refits on every fold and reads each vector ``folds x candidates`` times;
@@ -55,7 +65,11 @@ _LAYOUT = "v1"
 #: vectors read back from disk are kept (a second use is the sign of more to come), so a
 #: single pass over a folder, however large, keeps none.
 MEMO_ENTRIES = 32768
+
+
 _MEMO: OrderedDict[tuple[str, str], tuple[np.ndarray, tuple, tuple, tuple]] = OrderedDict()
+
+
 _MEMO_LOCK = threading.Lock()
 
 
@@ -252,7 +266,7 @@ def _file_signature(path: str | Path) -> tuple[int, int, int] | None:
 def resolve_cache_dir(cache_dir: Any) -> Path | None:
     """Turn a ``cache_dir`` parameter into a folder: ``"auto"`` is ``$GAPSVM_HOME/features``,
     ``None`` or ``False`` disables caching."""
-    from ._home import gapsvm_home
+    from gapsvm.utils.home import gapsvm_home
 
     if cache_dir is None or cache_dir is False:
         return None

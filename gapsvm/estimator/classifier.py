@@ -10,12 +10,18 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from . import _validation as val
-from .cam import class_activation_map, normalize_cam, upsample_cam
-from .featurizer import ExtractionResult, GapFeaturizer, stack_if_same
-from .head import GapHead, _materialize_default
+from gapsvm.core import validation as val
+from gapsvm.core.cam import class_activation_map, normalize_cam, upsample_cam
+from gapsvm.core.head import GapHead, _materialize_default
+from gapsvm.estimator.explanation import Explanation
+from gapsvm.estimator.targets import resolve_targets
+from gapsvm.network.extraction import ExtractionResult
+from gapsvm.network.featurizer import GapFeaturizer, stack_if_same
 
-__all__ = ["GapClassifier"]
+__all__ = [
+    "GapClassifier",
+]
+
 
 _FEATURIZER_PARAMS = (
     "backbone", "weights", "input_size", "precision", "batch_size", "cache_dir", "cache_maps",
@@ -46,7 +52,7 @@ def _check_same_features(model: GapClassifier, metadata: dict[str, Any]) -> None
     ``weights=None`` have known names; a weights file is checked by content hash when the
     model is used or loaded.
     """
-    from .images import format_size
+    from gapsvm.core.sizes import format_size
 
     got = (metadata.get("weights") or {}).get("name")
     want = None
@@ -160,7 +166,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         """A fitted :class:`GapFeaturizer` with this model's current featurizer parameters."""
         return GapFeaturizer(**{p: getattr(self, p) for p in _FEATURIZER_PARAMS}).fit()
 
-    def _extract(
+    def extract(
         self,
         X: Any,
         *,
@@ -169,6 +175,29 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         on_error: str = "raise",
         map_fn: Any = None,
     ) -> ExtractionResult:
+        """GAP vectors (and maps) of ``X`` through the cache, checked against the fitted head.
+
+        Parameters
+        ----------
+        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
+        maps : bool, default=False
+            Also return each image's feature maps.
+        input_size : default="fit"
+            Network input size for this call; ``"fit"`` is the model's own.
+        on_error : {"raise", "skip"}, default="raise"
+            ``"skip"`` records unreadable images in ``errors`` instead of raising.
+        map_fn : callable, optional
+            ``map_fn(index, maps)`` is kept instead of each image's maps as they arrive.
+
+        Returns
+        -------
+        ExtractionResult
+
+        Raises
+        ------
+        ValueError
+            The backbone's weights or layer differ from those the head was trained on.
+        """
         fz = self.featurizer()
         fitted = getattr(self, "feature_meta_", None)
         if fitted is not None and fz.weights_id_["sha256"] != fitted["weights"]["sha256"]:
@@ -245,7 +274,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
     def transform_features(self, X: Any, input_size: Any = "fit") -> np.ndarray:
         """GAP vectors of ``X`` as this model sees them (checked against the fitted weights)."""
         check_is_fitted(self)
-        return self._extract(X, input_size=input_size).gap
+        return self.extract(X, input_size=input_size).gap
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class label of each image.
@@ -290,7 +319,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         *,
         input_size: Any = "fit",
         on_error: str = "raise",
-    ) -> dict[str, Any]:
+    ) -> Explanation:
         """Feature-resolution CAMs with everything needed to draw and judge them.
 
         Parameters
@@ -305,11 +334,9 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        dict
-            ``cams`` (list of float32 (h', w') maps, None for unreadable images),
-            ``target`` (class index per image), ``predicted`` (labels), ``scores``
-            (n, n_classes), ``image_hw`` and ``input_hw`` (lists), ``errors`` (list of
-            ImageReadError), ``ok`` (bool mask).
+        Explanation
+            The maps (None for unreadable images), the class each explains, predictions,
+            every class's score, the intercepts, sizes and read errors.
 
         Notes
         -----
@@ -329,7 +356,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         X, _ = val.check_images(X)
         known = None
         if target is not None:  # an unknown class is reported before any image is computed
-            known = val.resolve_targets(target, self.classes_, None, len(X))
+            known = resolve_targets(target, self.classes_, None, len(X))
 
         def reduce(i: int, m: np.ndarray) -> Any:
             # The same per-class products as below would compute, done while `m` is at hand.
@@ -337,7 +364,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
                 return class_activation_map(m, W[known[i]])
             return [class_activation_map(m, w) for w in W]
 
-        res = self._extract(X, maps=True, input_size=input_size, on_error=on_error,
+        res = self.extract(X, maps=True, input_size=input_size, on_error=on_error,
                             map_fn=reduce)
         ok = res.ok
         n = len(ok)
@@ -349,24 +376,17 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             predicted[ok] = self.head_.predict(gap)
         if target is None:
             tgt = np.full(n, -1)
-            tgt[ok] = val.resolve_targets(None, self.classes_, predicted[ok], int(ok.sum()))
+            tgt[ok] = resolve_targets(None, self.classes_, predicted[ok], int(ok.sum()))
         else:
             tgt = known
         cams: list[np.ndarray | None] = [
             None if c is None else (c if known is not None else c[t])
             for c, t in zip(res.maps, tgt, strict=True)
         ]
-        return {
-            "cams": cams,
-            "target": tgt,
-            "predicted": predicted,
-            "scores": scores,
-            "intercepts": b,
-            "image_hw": res.image_hw,
-            "input_hw": res.input_hw,
-            "errors": res.errors,
-            "ok": ok,
-        }
+        return Explanation(
+            cams=cams, classes=self.classes_, target=tgt, predicted=predicted, scores=scores,
+            intercepts=b, image_hw=res.image_hw, input_hw=res.input_hw, errors=res.errors,
+        )
 
     def cam(
         self,
@@ -374,7 +394,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         target: Any = None,
         *,
         size: str = "image",
-        normalize: bool = True,
+        normalize: bool | str = True,
         input_size: Any = "fit",
     ) -> np.ndarray | list[np.ndarray]:
         """Class activation maps: where in each image the evidence for a class lies.
@@ -392,8 +412,9 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         size : {"image", "features"}, default="image"
             ``"features"``: the raw map at feature resolution; ``"image"``: bilinearly
             upsampled to each image's own size.
-        normalize : bool, default=True
-            Min-max scale each map to [0, 1].
+        normalize : bool or str, default=True
+            Scale each map into [0, 1]: True is ``"minmax"``, a name picks another of
+            :data:`gapsvm.core.cam.NORMALIZATIONS`, False returns the raw map.
         input_size : default="fit"
             Network input size for this call, whatever the model was fitted with: (h, w), a
             scale factor, or None for each image's own size.
@@ -423,10 +444,12 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"size must be 'image' or 'features', got {size!r}")
         info = self.explain(X, target, input_size=input_size)
         out = []
-        for m, hw in zip(info["cams"], info["image_hw"], strict=True):
+        for m, hw in zip(info.cams, info.image_hw, strict=True):
             if size == "image":
                 m = upsample_cam(m, hw)
-            out.append(normalize_cam(m) if normalize else m)
+            if normalize is not False:
+                m = normalize_cam(m, "minmax" if normalize is True else normalize)
+            out.append(m)
         return stack_if_same(out)
 
     def boxes(
@@ -467,20 +490,20 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         ValueError
             Unknown target class, ``threshold`` outside [0, 1] or an unknown ``mode``.
         """
-        from .boxes import cam_to_boxes
+        from gapsvm.core.boxes import cam_to_boxes
 
         # Checked before the network runs, not after.
         cam_to_boxes(np.ones((1, 1)), threshold, mode)
         info = self.explain(X, target, input_size=input_size)
         return [
             cam_to_boxes(upsample_cam(m, hw), threshold, mode)
-            for m, hw in zip(info["cams"], info["image_hw"], strict=True)
+            for m, hw in zip(info.cams, info.image_hw, strict=True)
         ]
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Save the fitted model (``.skops``: safe to load; see :func:`gapsvm.load_model`)."""
-        from .persist import save_model
+        from gapsvm.estimator.persist import save_model
 
         save_model(self, path)
 

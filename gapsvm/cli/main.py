@@ -1,22 +1,16 @@
-"""The ``gapsvm`` command line.
+"""The ``gapsvm`` command line: the parser and the commands.
 
 Subcommands follow the user's path: ``weights install`` once, then ``features`` (images ->
 cached GAP vectors in one file), ``train`` (a linear head, cross-validated, saved as
-``.skops``), ``predict`` and ``cam`` (overlay PNGs), ``report`` (one HTML page of CAMs).
-``demo`` runs that path on images bundled with scikit-image.
-
-Classifier flags work as in skorch: ``--classifier`` takes a short name (``linearsvc``,
-``logreg``, ``sgd``, ``ridge``, ``perceptron``, ``lda``) or a dotted class name
-(``sklearn.linear_model.LogisticRegression``), and any ``--classifier__<param> VALUE`` sets a
-nested parameter (values are read as Python literals where they parse, else as strings).
+``.skops``), ``predict`` and ``cam`` (overlay PNGs), ``report`` (one HTML page of CAMs),
+``evaluate`` (CAMs against boxes). ``demo`` runs that path on images bundled with
+scikit-image.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
-import importlib
 import os
 import sys
 import time
@@ -26,65 +20,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "resolve_classifier"]
+from gapsvm.workflows.training import (
+    CLASSIFIERS,
+    _literal,
+    resolve_classifier,
+)
 
-CLASSIFIERS = {
-    "linearsvc": "sklearn.svm.LinearSVC",
-    "logreg": "sklearn.linear_model.LogisticRegression",
-    "sgd": "sklearn.linear_model.SGDClassifier",
-    "ridge": "sklearn.linear_model.RidgeClassifier",
-    "perceptron": "sklearn.linear_model.Perceptron",
-    "lda": "sklearn.discriminant_analysis.LinearDiscriminantAnalysis",
-}
-# Settings that make the short names converge on GAP features of this size.
-_CLASSIFIER_DEFAULTS = {"logreg": {"max_iter": 5000}, "linearsvc": {"max_iter": 10000}}
+__all__ = [
+    "main",
+]
 
 
 class CLIError(Exception):
     """An error to report on one line, without a traceback."""
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def resolve_classifier(name: str, params: dict[str, Any] | None = None) -> Any:
-    """Build a classifier from a short name or a dotted class name, skorch-style.
-
-    Parameters
-    ----------
-    name : str
-        ``linearsvc``, ``logreg``, ``sgd``, ``ridge``, ``perceptron``, ``lda``, or a dotted
-        path such as ``sklearn.linear_model.LogisticRegression``.
-    params : dict, optional
-        Constructor parameters (set with ``set_params``, so nested names work for Pipelines).
-
-    Returns
-    -------
-    estimator
-    """
-    key = name.lower()
-    dotted = CLASSIFIERS.get(key, name)
-    module_name, _, cls_name = dotted.rpartition(".")
-    if not module_name:
-        raise CLIError(
-            f"unknown classifier {name!r}: use one of {', '.join(CLASSIFIERS)} or a dotted "
-            "class name like sklearn.linear_model.LogisticRegression"
-        )
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as exc:
-        raise CLIError(f"cannot import classifier {dotted!r}: {exc}") from None
-    est = cls()
-    merged = {**_CLASSIFIER_DEFAULTS.get(key, {}), **(params or {})}
-    try:
-        est.set_params(**merged)
-    except ValueError as exc:
-        raise CLIError(f"bad parameter for {cls_name}: {exc}") from None
-    return est
 
 
 def _nested_flags(extra: Sequence[str], prefix: str = "classifier__") -> dict[str, Any]:
@@ -126,7 +74,7 @@ def _inside(out: Path, rel: str) -> Path:
 def _expand_inputs(items: Sequence[str], problems: list | None = None) -> list[tuple[str, str]]:
     """Files and folders from the command line -> (path, name relative to its folder);
     folder entries that cannot be used (loops, unsupported formats) go to ``problems``."""
-    from .images import list_images
+    from gapsvm.core.scan import list_images
 
     out: list[tuple[str, str]] = []
     for item in items:
@@ -153,8 +101,12 @@ def _expand_inputs(items: Sequence[str], problems: list | None = None) -> list[t
 # -- weights -----------------------------------------------------------------------------
 def cmd_weights(args: argparse.Namespace) -> int:
     """`gapsvm weights install|info|verify`: the backbone weights."""
-    from .backbone import get_spec
-    from .weights import install_offline_weights, installed_weights_path, keras_cached_weights_path
+    from gapsvm.network.backbone.registry import get_spec
+    from gapsvm.network.backbone.weights import (
+        install_offline_weights,
+        installed_weights_path,
+        keras_cached_weights_path,
+    )
 
     spec = get_spec(args.backbone)
     if args.action == "install":
@@ -168,7 +120,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     ):
         print(f"{label:<19} {p} ({'present' if p.is_file() else 'absent'})")
     if args.action == "verify":
-        from .backbone import build_model
+        from gapsvm.network.backbone.build import build_model
 
         _, ident = build_model(spec, "imagenet")
         print(f"verified            {ident.name} {ident.sha256}")
@@ -177,7 +129,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 # -- features ----------------------------------------------------------------------------
 def _size_arg(text: str) -> Any:
-    from .images import parse_input_size
+    from gapsvm.core.sizes import parse_input_size
 
     if text == "fit":  # argparse runs string defaults through `type` too
         return "fit"
@@ -193,7 +145,7 @@ def _weights_arg(text: str) -> Any:
 
 def _extract_on_dask(fz: Any, paths: list[str], args: argparse.Namespace) -> tuple[Any, float]:
     """``--scheduler`` / ``--workers``: the same extraction, sharded over a Dask cluster."""
-    from .distributed import dask_client, extract_distributed, warm_up_workers
+    from gapsvm.network.distributed import dask_client, extract_distributed, warm_up_workers
 
     try:
         with dask_client(args.scheduler, args.workers) as client:
@@ -208,8 +160,9 @@ def _extract_on_dask(fz: Any, paths: list[str], args: argparse.Namespace) -> tup
 
 def cmd_features(args: argparse.Namespace) -> int:
     """`gapsvm features`: a folder of images to one features file (cached per image)."""
-    from .featurizer import GapFeaturizer, write_features_file
-    from .images import ScanProblem, load_directory
+    from gapsvm.core.scan import ScanProblem, load_directory
+    from gapsvm.network.features_file import write_features_file
+    from gapsvm.network.featurizer import GapFeaturizer
 
     problems: list[ScanProblem] = []
     paths, labels, class_names = load_directory(args.data_dir, problems)
@@ -271,8 +224,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 # -- train -------------------------------------------------------------------------------
 def _model_from_meta(meta: dict[str, Any], weights: Any, classifier: Any) -> Any:
-    from .estimator import GapClassifier
-    from .images import parse_input_size
+    from gapsvm.core.sizes import parse_input_size
+    from gapsvm.estimator.classifier import GapClassifier
 
     if weights == "auto":
         name = meta["weights"]["name"]
@@ -296,9 +249,9 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from sklearn.metrics import classification_report
     from sklearn.model_selection import StratifiedKFold
 
-    from .featurizer import read_features_file
-    from .head import GapHead
-    from .persist import save_model
+    from gapsvm.core.head import GapHead
+    from gapsvm.estimator.persist import save_model
+    from gapsvm.network.features_file import read_features_file
 
     t0 = time.perf_counter()
     data = read_features_file(args.features)
@@ -350,7 +303,7 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 # -- predict / cam -----------------------------------------------------------------------
 def _load(args: argparse.Namespace) -> Any:
-    from .persist import load_model
+    from gapsvm.estimator.persist import load_model
 
     model = load_model(args.model, trusted=args.trusted)
     if getattr(args, "input_size", "fit") != "fit":
@@ -379,7 +332,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     n_bad = len(scan)
     for sl in _chunks(len(items), 256):
         chunk = items[sl]
-        res = model._extract([p for p, _ in chunk], on_error="skip")
+        res = model.extract([p for p, _ in chunk], on_error="skip")
         ok = res.ok
         pred = np.empty(len(chunk), dtype=object)
         score = np.full(len(chunk), np.nan)
@@ -406,9 +359,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_cam(args: argparse.Namespace) -> int:
     """`gapsvm cam`: one class-activation overlay PNG per image."""
-    from .cam import normalize_cam, overlay, upsample_cam
-    from .featurizer import _progress
-    from .images import ImageReadError, read_image, safe_label, write_png
+    from gapsvm.core.decode import ImageReadError, read_image
+    from gapsvm.core.output import safe_label, write_png
+    from gapsvm.core.overlay import draw_overlay
+    from gapsvm.estimator.targets import resolve_target
+    from gapsvm.utils.progress import progress_bar
 
     model = _load(args)
     model.head_.cam_weights()  # a non-linear head fails here, before any image is read
@@ -416,25 +371,20 @@ def cmd_cam(args: argparse.Namespace) -> int:
     items = _expand_inputs(args.images, scan)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    target = args.target
-    if target is not None and target not in [str(c) for c in model.classes_]:
-        raise CLIError(f"unknown --target {target!r}; the model's classes are "
-                       f"{[str(c) for c in model.classes_]}")
-    if target is not None:
-        target = model.classes_[[str(c) for c in model.classes_].index(target)]
+    target = resolve_target(model.classes_, args.target)
     for problem in scan:
         print(f"{problem.path}: {problem.reason}", file=sys.stderr)
     n_bad = len(scan)
     written = 0
-    with _progress(len(items), 1 if not args.quiet else 0, "cam") as bar:
+    with progress_bar(len(items), 1 if not args.quiet else 0, "cam") as bar:
         for sl in _chunks(len(items), max(args.batch_size, 32)):
             chunk = items[sl]
             info = model.explain([p for p, _ in chunk], target, on_error="skip")
-            for e in info["errors"]:
+            for e in info.errors:
                 n_bad += 1
                 print(f"{e.path}: {e.reason}", file=sys.stderr)
             for j, (path, rel) in enumerate(chunk):
-                cam = info["cams"][j]
+                cam = info.cams[j]
                 if cam is None:
                     continue
                 try:
@@ -443,11 +393,10 @@ def cmd_cam(args: argparse.Namespace) -> int:
                     n_bad += 1
                     print(f"{exc.path}: {exc.reason}", file=sys.stderr)
                     continue
-                heat = normalize_cam(upsample_cam(cam, img.shape[:2]))
                 stem = str(Path(rel).with_suffix(""))
-                label = safe_label(model.classes_[info["target"][j]])
+                label = safe_label(info.target_labels[j])
                 dest = _inside(out, f"{stem}.cam-{label}.png")
-                write_png(dest, overlay(img, heat, args.alpha, normalize=False))
+                write_png(dest, draw_overlay(img, cam, alpha=args.alpha))
                 if args.save_npy:
                     np.save(dest.with_suffix(".npy"), cam)
                 written += 1
@@ -459,15 +408,17 @@ def cmd_cam(args: argparse.Namespace) -> int:
 # -- evaluate ----------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`gapsvm evaluate`: localisation and faithfulness metrics against boxes, with baselines."""
-    from .evaluate import evaluate, format_table, parse_scales, read_boxes_csv, write_report
-    from .featurizer import _progress
+    from gapsvm.core.boxes_csv import read_boxes_csv
+    from gapsvm.core.sizes import parse_scales
+    from gapsvm.utils.progress import progress_bar
+    from gapsvm.workflows.evaluate.run import evaluate, format_table, write_report
 
     scales = parse_scales(args.scales if args.scales is not None else [args.scale])
     model = _load(args)
     model.head_.cam_weights()  # a non-linear head fails here, before any image is read
     anns = read_boxes_csv(args.boxes_csv, args.images, classes=model.classes_,
                           inclusive_max=args.inclusive_max)
-    with _progress(len({a.path for a in anns}), _verbose(args), "evaluate") as bar:
+    with progress_bar(len({a.path for a in anns}), _verbose(args), "evaluate") as bar:
         report = evaluate(
             model, anns, scales=scales, mode=args.mode, threshold=args.threshold,
             faithfulness=args.faithfulness, n_steps=args.steps, image_steps=args.image_steps,
@@ -485,7 +436,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # -- report / demo -------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     """`gapsvm report`: one self-contained HTML page of CAMs, model card and confusion matrix."""
-    from .report import build_report
+    from gapsvm.workflows.report.build import build_report
 
     notes = list(args.note or ())
     if args.notes:
@@ -507,7 +458,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`gapsvm demo`: write the bundled demo data and run the user's path on it."""
-    from .demo import DemoError, run_demo
+    from gapsvm.cli.demo import run_demo
+    from gapsvm.workflows.demo import DemoError
 
     try:
         run_demo(args.out, n_per_class=args.n_per_class, weights=args.weights,
@@ -521,7 +473,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    from ._version import __version__
+    from gapsvm._version import __version__
 
     p = argparse.ArgumentParser(
         prog="gapsvm",
@@ -684,11 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off
-    from .cache import CacheWriteError
-    from .head import NotLinearError
-    from .images import ImageReadError
-    from .persist import ModelLoadError
-    from .weights import WeightsError
+    from gapsvm.core.cache import CacheWriteError
+    from gapsvm.core.decode import ImageReadError
+    from gapsvm.core.head import NotLinearError
+    from gapsvm.estimator.persist import ModelLoadError
+    from gapsvm.network.backbone.weights import WeightsError
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

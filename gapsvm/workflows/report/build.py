@@ -24,26 +24,35 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_write
-from .boxes import Box, as_box, draw_boxes
-from .cam import normalize_cam, overlay, upsample_cam
-from .images import (
-    ImageReadError,
-    ScanProblem,
-    format_size,
-    load_directory,
-    parse_input_size,
-    read_image,
-)
-from .metrics import box_area_share, energy_in_box, pointing_game
+from gapsvm.core.boxes import Box, as_box
+from gapsvm.core.cam import upsample_cam
+from gapsvm.core.decode import ImageReadError, read_image
+from gapsvm.core.metrics import box_area_share, energy_in_box, pointing_game
+from gapsvm.core.overlay import draw_overlay
+from gapsvm.core.scan import ScanProblem, load_directory
+from gapsvm.core.sizes import format_size, parse_input_size
+from gapsvm.estimator.targets import resolve_target
+from gapsvm.utils.atomic import atomic_write
 
-__all__ = ["Report", "ReportEntry", "build_report", "read_boxes_csv"]
+__all__ = [
+    "Report",
+    "ReportEntry",
+    "build_report",
+    "read_boxes_csv",
+]
+
 
 #: Overlays are embedded with their long side in this range: tiny crops are enlarged so the
 #: map is visible, big photos shrunk so the page stays a few megabytes.
 DISPLAY_MIN = 128
+
+
 DISPLAY_MAX = 512
+
+
 _CHUNK = 64
+
+
 _BOX_COLOR = (255, 255, 255)
 
 
@@ -173,18 +182,6 @@ def read_boxes_csv(path: str | os.PathLike) -> dict[str, list[tuple[str, Box]]]:
 
 
 # -- collecting ----------------------------------------------------------------------------
-def _resolve_target(model: Any, target: Any) -> Any:
-    if target is None:
-        return None
-    classes = list(model.classes_)
-    if target in classes:
-        return target
-    names = [str(c) for c in classes]
-    if str(target) in names:
-        return classes[names.index(str(target))]
-    raise ValueError(f"unknown target class {target!r}; the model's classes are {names}")
-
-
 def _rel(path: str, root: str) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
@@ -193,7 +190,7 @@ def _collect(
     model: Any, images_dir: str | os.PathLike, target: Any, input_size: Any,
     boxes: dict[str, list[tuple[str, Box]]] | None, verbose: int,
 ) -> tuple[list[ReportEntry], list[tuple[str, str]], list[str] | None]:
-    from .featurizer import _progress
+    from gapsvm.utils.progress import progress_bar
 
     problems: list[ScanProblem] = []
     paths, labels, class_names = load_directory(images_dir, problems)
@@ -201,29 +198,29 @@ def _collect(
     errors = [(_rel(p.path, root), p.reason) for p in problems]
     classes = [str(c) for c in model.classes_]
     entries: list[ReportEntry] = []
-    with _progress(len(paths), verbose, "report") as bar:
+    with progress_bar(len(paths), verbose, "report") as bar:
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
             info = model.explain(chunk, target, input_size=input_size, on_error="skip")
-            for e in info["errors"]:
+            for e in info.errors:
                 errors.append((_rel(e.path, root), e.reason))
             for j, path in enumerate(chunk):
-                cam = info["cams"][j]
+                cam = info.cams[j]
                 if cam is None:
                     continue
                 name = _rel(path, root)
-                tgt = classes[int(info["target"][j])]
-                row = info["scores"][j]
-                hw = tuple(int(v) for v in info["image_hw"][j])
+                tgt = classes[int(info.target[j])]
+                row = info.scores[j]
+                hw = tuple(int(v) for v in info.image_hw[j])
                 full = upsample_cam(cam, hw)
                 py, px = np.unravel_index(int(np.argmax(full)), full.shape)
                 entry = ReportEntry(
                     name=name, path=path,
                     true=None if labels is None else str(labels[start + j]),
-                    predicted=str(info["predicted"][j]), target=tgt,
-                    score=float(row[int(info["target"][j])]),
+                    predicted=str(info.predicted[j]), target=tgt,
+                    score=info.score(j),
                     scores={c: float(s) for c, s in zip(classes, row, strict=True)},
-                    image_hw=hw, input_hw=tuple(int(v) for v in info["input_hw"][j]),
+                    image_hw=hw, input_hw=tuple(int(v) for v in info.input_hw[j]),
                     cam=np.asarray(cam, dtype=np.float32), peak_xy=(int(px), int(py)),
                 )  # fmt: skip
                 if boxes is not None:
@@ -265,26 +262,11 @@ def _png_base64(rgb: np.ndarray) -> str:
 
 
 def _render_overlay(entry: ReportEntry, alpha: float) -> tuple[str, tuple[int, int]]:
-    import cv2
-
-    from .images import resize_image
-
     img = read_image(entry.path)
-    dh, dw = _display_hw(img.shape[:2])
-    shown = resize_image(img, (dh, dw))
-    heat = normalize_cam(upsample_cam(entry.cam, (dh, dw)))
-    out = overlay(shown, heat, alpha, normalize=False)
-    if entry.boxes:
-        sy, sx = dh / img.shape[0], dw / img.shape[1]
-        scaled = [
-            (round(b.x_min * sx), round(b.y_min * sy), round(b.x_max * sx), round(b.y_max * sy))
-            for b in entry.boxes
-        ]
-        out = draw_boxes(out, scaled, color=_BOX_COLOR, thickness=2)
-        px, py = round((entry.peak_xy[0] + 0.5) * sx), round((entry.peak_xy[1] + 0.5) * sy)
-        cv2.drawMarker(out, (px, py), (0, 0, 0), cv2.MARKER_CROSS, 18, 4)
-        cv2.drawMarker(out, (px, py), (255, 255, 255), cv2.MARKER_CROSS, 16, 2)
-    return _png_base64(out), (dh, dw)
+    disp = _display_hw(img.shape[:2])
+    out = draw_overlay(img, entry.cam, alpha=alpha, gt_boxes=entry.boxes,
+                       peak_xy=entry.peak_xy if entry.boxes else None, display_hw=disp)
+    return _png_base64(out), disp
 
 
 # -- HTML ----------------------------------------------------------------------------------
@@ -547,7 +529,7 @@ def build_report(
     if max_per_class is not None and max_per_class < 1:
         raise ValueError(f"max_per_class must be at least 1 (or None for all), got "
                          f"{max_per_class}")
-    target = _resolve_target(model, target)
+    target = resolve_target(model.classes_, target)
     size = parse_input_size(model.input_size if input_size == "fit" else input_size)
     box_map = read_boxes_csv(boxes) if isinstance(boxes, str | os.PathLike) else boxes
     entries, errors, class_names = _collect(model, images_dir, target, input_size, box_map,

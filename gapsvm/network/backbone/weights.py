@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._atomic import atomic_write
-from ._home import gapsvm_home, keras_home
+from gapsvm.utils.atomic import atomic_write
+from gapsvm.utils.home import gapsvm_home, keras_home
 
 if TYPE_CHECKING:
-    from .backbone import BackboneSpec
+    from gapsvm.network.backbone.registry import BackboneSpec
 
 __all__ = [
     "WeightsError",

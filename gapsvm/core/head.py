@@ -19,7 +19,11 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["GapHead", "NotLinearError", "effective_linear"]
+__all__ = [
+    "GapHead",
+    "NotLinearError",
+    "effective_linear",
+]
 
 
 class NotLinearError(ValueError):
@@ -203,7 +207,7 @@ class GapHead(ClassifierMixin, BaseEstimator):
         self.cam_coef_ = self.cam_intercept_ = self.linear_error_ = None
         try:
             W, b = effective_linear(self.classifier_, X[:64])
-            from .cam import class_weights
+            from gapsvm.core.cam import class_weights
 
             self.cam_coef_, self.cam_intercept_ = class_weights(W, b, len(self.classes_))
         except (NotLinearError, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""Input and parameter validation, in one place (as scikit-learn keeps ``utils.validation``)."""
+"""Input checks shared by the estimators (as scikit-learn keeps ``utils.validation``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backbone import PRECISIONS, get_spec
-from .images import parse_input_size
+from gapsvm.core.sizes import parse_input_size
 
 
 def check_images(X: Any) -> tuple[list[Any], list[str]]:
@@ -71,16 +70,6 @@ def check_input_size(value: Any) -> Any:
     return parse_input_size(value)
 
 
-def check_featurizer_params(est: Any) -> None:
-    """Validate the featurizer parameters shared by GapFeaturizer and GapClassifier."""
-    get_spec(est.backbone)
-    if est.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {est.precision!r}")
-    if not isinstance(est.batch_size, int | np.integer) or est.batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {est.batch_size!r}")
-    check_input_size(est.input_size)
-
-
 def check_labels(y: Any, n_images: int) -> np.ndarray:
     """Check that there is one label per image and at least two classes."""
     y = np.asarray(y)
@@ -89,34 +78,3 @@ def check_labels(y: Any, n_images: int) -> np.ndarray:
     if len(y) != n_images:
         raise ValueError(f"got {len(y)} labels for {n_images} images: one label per image")
     return y
-
-
-def resolve_targets(
-    target: Any, classes: np.ndarray, predicted: np.ndarray, n: int
-) -> np.ndarray:
-    """Class indices for CAMs: None -> predicted, one label -> that class for every image,
-    a sequence of n labels -> one per image.
-
-    Raises
-    ------
-    ValueError
-        A label that is not in ``classes`` (the message lists them), or a wrong length.
-    """
-    index = {c: i for i, c in enumerate(classes.tolist())}
-
-    def one(label: Any) -> int:
-        key = label.item() if isinstance(label, np.generic) else label
-        if key not in index:
-            raise ValueError(
-                f"unknown target class {label!r}; the model's classes are {list(index)}"
-            )
-        return index[key]
-
-    if target is None:
-        return np.array([index[p.item() if isinstance(p, np.generic) else p] for p in predicted])
-    if isinstance(target, str | bytes) or np.ndim(target) == 0:
-        return np.full(n, one(target), dtype=int)
-    target = list(target)
-    if len(target) != n:
-        raise ValueError(f"got {len(target)} targets for {n} images: give one, or one per image")
-    return np.array([one(t) for t in target], dtype=int)

@@ -13,14 +13,16 @@ so every class, in every head, has a row in :func:`class_weights`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
 __all__ = [
+    "NORMALIZATIONS",
     "class_activation_map",
     "class_weights",
     "normalize_cam",
-    "overlay",
     "upsample_cam",
 ]
 
@@ -101,52 +103,55 @@ def upsample_cam(cam: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def normalize_cam(cam: np.ndarray) -> np.ndarray:
-    """Min-max scale one map (or each map of a batch) to [0, 1]; a constant map becomes 0.
+def _minmax(cam: np.ndarray) -> np.ndarray:
+    lo = cam.min(axis=(-2, -1), keepdims=True)
+    span = cam.max(axis=(-2, -1), keepdims=True) - lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(span > 0, (cam - lo) / np.where(span > 0, span, 1), 0.0)
+    return out
+
+
+def _positive(cam: np.ndarray) -> np.ndarray:
+    pos = np.maximum(cam, 0.0)
+    peak = pos.max(axis=(-2, -1), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(peak > 0, pos / np.where(peak > 0, peak, 1), 0.0)
+
+
+#: Display normalisations, each mapping a map (or a batch of maps, per map) into [0, 1].
+#: ``minmax`` shows where the evidence is highest *relative to the rest of the image*, as
+#: the CAM paper draws it; ``positive`` keeps zero as zero, so negative evidence shows as
+#: none (the weights of masked inputs in the faithfulness metrics). A new one is one entry.
+NORMALIZATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "minmax": _minmax,
+    "positive": _positive,
+}
+
+
+def normalize_cam(cam: np.ndarray, method: str = "minmax") -> np.ndarray:
+    """Scale one map (or each map of a batch) into [0, 1] for display or masking.
 
     Parameters
     ----------
     cam : ndarray of shape (h, w) or (n, h, w)
+    method : str, default="minmax"
+        A key of :data:`NORMALIZATIONS`: ``"minmax"`` (a constant map becomes 0) or
+        ``"positive"`` (the positive part over its maximum; an all-negative map becomes 0).
 
     Returns
     -------
     ndarray of the same shape, float32, values in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        An unknown ``method``; the message lists the known ones.
     """
-    cam = np.asarray(cam, dtype=np.float32)
-    axes = (-2, -1)
-    lo = cam.min(axis=axes, keepdims=True)
-    span = cam.max(axis=axes, keepdims=True) - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(span > 0, (cam - lo) / np.where(span > 0, span, 1), 0.0)
+    try:
+        fn = NORMALIZATIONS[method]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown normalisation {method!r}; known: {', '.join(NORMALIZATIONS)}"
+        ) from None
+    out = fn(np.asarray(cam, dtype=np.float32))
     return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def overlay(
-    image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, normalize: bool = True
-) -> np.ndarray:
-    """Blend a jet-coloured CAM over an RGB image, as the original post drew it.
-
-    Parameters
-    ----------
-    image : ndarray of shape (h, w, 3), uint8 RGB
-    cam : ndarray of shape (h', w')
-        Upsampled to the image size if needed.
-    alpha : float, default=0.5
-        Weight of the heatmap.
-    normalize : bool, default=True
-        Min-max scale the map first; pass False for a map already in [0, 1].
-
-    Returns
-    -------
-    ndarray of shape (h, w, 3), uint8 RGB
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 RGB (h, w, 3), got {image.dtype} {image.shape}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    m = upsample_cam(cam, image.shape[:2])
-    m = normalize_cam(m) if normalize else np.clip(m, 0.0, 1.0)
-    heat_bgr = cv2.applyColorMap((m * 255 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
-    heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB)  # OpenCV colour maps are BGR
-    return cv2.addWeighted(heat, alpha, image, 1.0 - alpha, 0.0)

@@ -13,7 +13,11 @@ from typing import Any
 
 from joblib import numpy_pickle as _npk
 
-__all__ = ["UnsafeFileError", "safe_joblib_load"]
+__all__ = [
+    "UnsafeFileError",
+    "safe_joblib_load",
+]
+
 
 _ALLOWED = frozenset(
     {

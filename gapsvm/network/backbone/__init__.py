@@ -1,0 +1,23 @@
+"""Frozen Keras backbones: the registry, their weights, and the built networks."""
+
+from gapsvm.network.backbone.build import Backbone, build_model, get_backbone
+from gapsvm.network.backbone.registry import (
+    BACKBONES,
+    PRECISIONS,
+    RANDOM_SEED,
+    BackboneSpec,
+    OfflineSource,
+    get_spec,
+)
+
+__all__ = [
+    "BACKBONES",
+    "PRECISIONS",
+    "RANDOM_SEED",
+    "Backbone",
+    "BackboneSpec",
+    "OfflineSource",
+    "build_model",
+    "get_backbone",
+    "get_spec",
+]

@@ -1,0 +1,248 @@
+"""Images to GAP vectors as a scikit-learn transformer: :class:`GapFeaturizer`.
+
+The transformer is a thin shell over :func:`gapsvm.network.extraction.extract`; it holds the
+featurizer parameters, checks them in one place (:func:`check_featurizer_params`) and
+describes what it computes (:meth:`GapFeaturizer.metadata`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from gapsvm._version import __version__
+from gapsvm.core import validation as val
+from gapsvm.core.cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
+from gapsvm.core.sizes import format_size
+from gapsvm.core.validation import check_input_size
+from gapsvm.network.backbone.build import Backbone, get_backbone
+from gapsvm.network.backbone.registry import PRECISIONS, get_spec
+from gapsvm.network.extraction import ExtractionResult, extract
+
+__all__ = [
+    "GapFeaturizer",
+]
+
+
+def check_featurizer_params(est: Any) -> None:
+    """Validate the featurizer parameters shared by GapFeaturizer and GapClassifier."""
+    get_spec(est.backbone)
+    if est.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {est.precision!r}")
+    if not isinstance(est.batch_size, int | np.integer) or est.batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {est.batch_size!r}")
+    check_input_size(est.input_size)
+
+
+class GapFeaturizer(TransformerMixin, BaseEstimator):
+    """Images to global-average-pooled features of a frozen Keras backbone.
+
+    Each image is decoded, resized to ``input_size``, passed through the backbone cut at its
+    feature layer (VGG16: ``block5_conv3``, stride 16) and averaged over space. Results are
+    cached on disk by image content, backbone, weights, precision and input size, so an
+    unchanged image is never computed twice.
+
+    Parameters
+    ----------
+    backbone : str, default="vgg16"
+        A key of :data:`gapsvm.backbone.BACKBONES`.
+    weights : {"imagenet"}, path or None, default="imagenet"
+        As in Keras. ``"imagenet"`` works offline after ``gapsvm weights install``.
+    input_size : (height, width), float or None, default=(224, 224)
+        ``(h, w)`` resizes every image; a float scales each image's own size; None keeps it.
+    precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"`` runs the convolutions under Keras' ``mixed_bfloat16`` policy: the fast
+        choice on CPUs with bfloat16 instructions (about 6x float32's speed with Intel AMX,
+        2x with AVX512-BF16 alone), with the same cross-validated accuracy on the INRIA crops
+        and CAMs that correlate >= 0.999 with float32's (``benchmarks/README.md``). Its
+        features are cached apart from float32's.
+    batch_size : int, default=16
+    cache_dir : path, "auto" or None, default="auto"
+        ``"auto"`` is ``$GAPSVM_HOME/features``; None disables the cache.
+    cache_maps : bool, default=True
+        Also cache the spatial maps (float16), so class activation maps for these images
+        never need the network again.
+    verbose : int, default=1
+        0 silent, 1 progress bar on terminals, 2 progress bar always.
+
+    Attributes
+    ----------
+    weights_id_ : dict
+        ``{"name": ..., "sha256": ...}`` of the weights seen at fit.
+    n_features_out_ : int
+        Channels of the feature layer (512 for VGG16).
+    feature_layer_ : str
+        The layer the features are taken from.
+
+    Examples
+    --------
+    >>> from gapsvm import GapFeaturizer
+    >>> X = GapFeaturizer(input_size=(128, 64)).fit_transform(["a.png", "b.jpg"])  # doctest: +SKIP
+    >>> X.shape  # doctest: +SKIP
+    (2, 512)
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vgg16",
+        weights: str | os.PathLike | None = "imagenet",
+        input_size: Any = (224, 224),
+        precision: str = "float32",
+        batch_size: int = 16,
+        cache_dir: str | os.PathLike | None = "auto",
+        cache_maps: bool = True,
+        verbose: int = 1,
+    ) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.precision = precision
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.cache_maps = cache_maps
+        self.verbose = verbose
+
+    def _backbone(self) -> Backbone:
+        return get_backbone(self.backbone, self.weights, self.precision)
+
+    def _cache(self, bb: Backbone, input_size: Any) -> FeatureCache | None:
+        root = resolve_cache_dir(self.cache_dir)
+        return None if root is None else FeatureCache(root, bb.key, format_size(input_size))
+
+    def fit(self, X: Any = None, y: Any = None) -> GapFeaturizer:
+        """Build (or reuse) the backbone and record its weights' identity.
+
+        Parameters
+        ----------
+        X, y : ignored
+            Present for API consistency; the backbone is frozen.
+
+        Returns
+        -------
+        self : GapFeaturizer
+        """
+        check_featurizer_params(self)
+        bb = self._backbone()
+        self.weights_id_ = bb.identity.as_dict()
+        self.n_features_out_ = bb.spec.channels
+        self.feature_layer_ = bb.spec.layer
+        return self
+
+    def _checked_backbone(self) -> Backbone:
+        check_is_fitted(self)
+        check_featurizer_params(self)
+        bb = self._backbone()
+        if bb.identity.sha256 != self.weights_id_["sha256"]:
+            raise ValueError(
+                f"weights changed since fit: fitted with {self.weights_id_}, now "
+                f"{bb.identity.as_dict()}; fit again"
+            )
+        return bb
+
+    def extract(
+        self,
+        X: Any,
+        *,
+        maps: bool = False,
+        on_error: str = "raise",
+        input_size: Any = "fit",
+        map_fn: Callable[[int, np.ndarray], Any] | None = None,
+    ) -> ExtractionResult:
+        """Compute (or fetch from the cache) features for ``X``, keeping per-image details.
+
+        Parameters
+        ----------
+        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
+        maps : bool, default=False
+            Also return the feature maps.
+        on_error : {"raise", "skip"}, default="raise"
+            ``"skip"`` records unreadable images in ``result.errors`` and goes on; ``"raise"``
+            computes and caches every readable image first, then raises.
+        input_size : default="fit"
+            Override ``self.input_size`` for this call (see :func:`gapsvm.images.parse_input_size`).
+        map_fn : callable, optional
+            With ``maps=True``: ``map_fn(index, maps)`` is kept in ``result.maps`` instead of
+            the maps themselves, computed as each image arrives; reduce maps this way (to
+            CAMs, say) and memory stays flat however many images there are.
+
+        Returns
+        -------
+        ExtractionResult
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        bb = self._checked_backbone()
+        size = val.check_input_size(self.input_size if input_size == "fit" else input_size)
+        return extract(
+            X, backbone=bb, input_size=size, cache=self._cache(bb, size),
+            batch_size=self.batch_size, want_maps=maps, cache_maps=self.cache_maps,
+            verbose=self.verbose, on_error=on_error, map_fn=map_fn,
+        )
+
+    def transform(self, X: Any) -> np.ndarray:
+        """GAP vectors of ``X``.
+
+        Parameters
+        ----------
+        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
+            Image files or uint8 RGB images.
+
+        Returns
+        -------
+        ndarray of shape (n_images, n_features_out_), float32
+
+        Raises
+        ------
+        ImageReadError
+            An image could not be read (after every readable one was computed and cached).
+        """
+        return self.extract(X).gap
+
+    def transform_maps(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        """Feature-layer maps of ``X`` (block5_conv3 for VGG16).
+
+        Returns
+        -------
+        ndarray of shape (n, h', w', channels) or list of ndarray
+            One array when every image gives the same map size (fixed ``input_size``), else a
+            list. Maps served from the cache are float16 (memory-mapped), fresh ones float32.
+        """
+        res = self.extract(X, maps=True)
+        return stack_if_same(res.maps)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names ``gap0`` ... ``gap{n-1}`` of the output columns."""
+        check_is_fitted(self)
+        return np.asarray([f"gap{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def metadata(self, input_size: Any = "fit") -> dict[str, Any]:
+        """What produced these features: backbone, layer, weights identity, precision, input
+        size, preprocessing and gapsvm versions (written into every file gapsvm makes)."""
+        bb = self._checked_backbone()
+        size = val.check_input_size(self.input_size if input_size == "fit" else input_size)
+        return {
+            **bb.metadata(),
+            "input_size": format_size(size),
+            "preprocess_version": PREPROCESS_VERSION,
+            "gapsvm_version": __version__,
+        }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+def stack_if_same(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """One float32 array when every array has the same shape, else a list of float32 arrays."""
+    shapes = {a.shape for a in arrays}
+    if len(shapes) == 1:
+        return np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
+    return [np.asarray(a, dtype=np.float32) for a in arrays]
