@@ -13,11 +13,13 @@ CLASSIFIER ?= linearsvc
 IMAGES   ?= $(DATA)
 DEMO_OUT ?= demo_out
 
-.PHONY: help install weights features train cam demo test lint bench clean
+.PHONY: help install weights features train cam demo test test-fast lint bench clean
 
 help:
 	@echo "make demo      set everything up from nothing and run the demo (offline)"
 	@echo "make test      run the test suite"
+	@echo "make test-fast the pure-core tests: no TensorFlow, no data, no weights (< 1 min)"
+	@echo "make lint      ruff and the layer contracts (import-linter)"
 	@echo "make features  DATA=folder [SIZE=128x64] [FEATURES=out/features.joblib]"
 	@echo "make train     [FEATURES=...] [MODEL=out/model.skops] [CLASSIFIER=linearsvc]"
 	@echo "make cam       [MODEL=...] [IMAGES=...] -> $(OUT)/cam/*.png"
@@ -51,8 +53,16 @@ demo: weights
 test: weights
 	$(BIN)/python -m pytest -q tests notebooks/quickstart.ipynb --nbmake
 
+# Deselects what needs the network, the real data or the weights; tests/conftest.py fails the
+# run if TensorFlow was imported all the same.
+FAST_MARKERS := not slow and not needs_data and not needs_weights
+test-fast: install
+	$(BIN)/python -m pytest -q tests -m "$(FAST_MARKERS)"
+
+# The layers (docs/architecture.md) are a contract: an upward import fails here.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 # BENCH_ARGS=--full adds 10,000 images and the input-pipeline comparison; --quick is smaller.
 bench: weights

@@ -88,6 +88,75 @@ def gradcam_rate(backbone: Any, coef: np.ndarray, intercept: float,
             "cams": cams, "version": tf_keras_vis.__version__}
 
 
+def _trained_head(cache_dir: Path, n_train: int, kw: dict[str, Any]) -> tuple[Any, list, Any]:
+    """A LinearSVC person/not-person GapClassifier on ``n_train`` INRIA crops at 128x64."""
+    from gapsvm import GapClassifier
+    from gapsvm.core.scan import load_directory
+    from gapsvm.workflows.training import resolve_classifier
+
+    tp, tl, _ = load_directory(common.shared_data_dir() / "persons" / "train")
+    rng = np.random.default_rng(0)
+    idx = np.concatenate([rng.choice(np.flatnonzero(tl == c), n_train // 2, replace=False)
+                          for c in np.unique(tl)])
+    train_paths, train_y = [tp[i] for i in idx], tl[idx]
+    clf = GapClassifier(resolve_classifier("linearsvc"), input_size=(128, 64),
+                        cache_dir=cache_dir, **kw)
+    return clf.fit(train_paths, train_y), train_paths, train_y
+
+
+def _gradcam_row(clf: Any, bb: Any, batches: list[np.ndarray], cam_rate: float,
+                 n_images: int, input_size: Any, batch_size: int, repeats: int,
+                 out: dict[str, Any]) -> dict[str, Any]:
+    """Row 5a: gapsvm's CAMs per second against tf-keras-vis Grad-CAM's (when installed)."""
+    from gapsvm.core.sizes import format_size
+
+    name = "5a. gapsvm CAMs/s / tf-keras-vis Gradcam CAMs/s"
+    if not gradcam_available():
+        return common.row(
+            name, None, at_least=2.0, fmt=".2f", unit="x",
+            detail="skipped: tf-keras-vis is not installed (pip install 'gapsvm[bench]'; "
+            "make bench installs it)",
+        )
+    W, b = clf.head_.cam_weights()
+    t = list(clf.classes_).index("person")
+    gcr = gradcam_rate(bb, W[t], float(b[t]), batches, repeats)
+    out.update(gradcam_rate=gcr["rate"], gradcam_version=gcr["version"])
+    return common.row(
+        name, cam_rate / gcr["rate"], at_least=2.0, fmt=".2f", unit="x",
+        detail=f"{cam_rate:.2f} vs {gcr['rate']:.2f} CAMs/s, same VGG16 + head, "
+        f"{n_images} images at {format_size(input_size)}, batch {batch_size}; "
+        f"tf-keras-vis {gcr['version']} (given decoded images)",
+    )
+
+
+def _swap_row(clf: Any, bb: Any, train_paths: list, train_y: Any, paths: list[str],
+              work: Path, input_size: Any, cam_dir: Path, per_fresh: float,
+              out: dict[str, Any]) -> dict[str, Any]:
+    """Row 5b: swap the head (same features from the training cache, another classifier),
+    then CAMs of the same folder from its cached maps: no network pass."""
+    from sklearn.base import clone
+
+    from gapsvm.workflows.training import resolve_classifier
+
+    n_images = len(paths)
+    swapped = clone(clf).set_params(classifier=resolve_classifier("logreg"),
+                                    input_size=(128, 64), cache_dir=work / "train")
+    before = bb.images_run
+    swapped.fit(train_paths, train_y)
+    swapped.set_params(input_size=input_size, cache_dir=cam_dir)
+    t_swap, _ = common.time_call(lambda: swapped.cam(paths, target="person"))
+    passes = bb.images_run - before
+    out.update(t_swap=t_swap, swap_passes=passes)
+    return common.row(
+        "5b. CAMs after swapping the classifier: network passes", passes, equals=0,
+        fmt=".0f",
+        detail=f"{1e3 * t_swap / n_images:.1f} ms/image from the cached maps vs "
+        f"{1e3 * per_fresh:.1f} ms/image with a forward pass "
+        f"({per_fresh * n_images / max(t_swap, 1e-9):.0f}x faster); LinearSVC -> "
+        "LogisticRegression",
+    )
+
+
 def run(
     *,
     n_images: int = 48,
@@ -126,13 +195,9 @@ def run(
     -------
     dict
     """
-    from sklearn.base import clone
-
-    from gapsvm import GapClassifier, GapFeaturizer
-    from gapsvm.core.scan import load_directory
+    from gapsvm import GapFeaturizer
     from gapsvm.core.sizes import format_size
     from gapsvm.network.backbone.build import get_backbone
-    from gapsvm.workflows.training import resolve_classifier
 
     bb = get_backbone("vgg16", weights, precision)
     kw = {"weights": weights, "precision": precision, "batch_size": batch_size, "verbose": 0}
@@ -140,14 +205,7 @@ def run(
     out: dict[str, Any] = {"name": NAME}
     with contextlib.ExitStack() as stack:
         work = Path(workdir) if workdir else stack.enter_context(common.temp_dir())
-        tp, tl, _ = load_directory(common.shared_data_dir() / "persons" / "train")
-        rng = np.random.default_rng(0)
-        idx = np.concatenate([rng.choice(np.flatnonzero(tl == c), n_train // 2, replace=False)
-                              for c in np.unique(tl)])
-        train_paths, train_y = [tp[i] for i in idx], tl[idx]
-        clf = GapClassifier(resolve_classifier("linearsvc"), input_size=(128, 64),
-                            cache_dir=work / "train", **kw)
-        clf.fit(train_paths, train_y)
+        clf, train_paths, train_y = _trained_head(work / "train", n_train, kw)
         paths = common.make_variants(common.real_images(kind), n_images, work / "images",
                                      seed=5)
         batches = common.batches_of(common.decode_all(paths, input_size), batch_size)
@@ -182,45 +240,11 @@ def run(
         ))
         out.update(t_cam=t_cam, t_feat=t_feat, cam_rate=cam_rate)
 
-        if gradcam and gradcam_available():
-            W, b = clf.head_.cam_weights()
-            t = list(clf.classes_).index("person")
-            gcr = gradcam_rate(bb, W[t], float(b[t]), batches, gradcam_repeats)
-            speedup = cam_rate / gcr["rate"]
-            rows.append(common.row(
-                "5a. gapsvm CAMs/s / tf-keras-vis Gradcam CAMs/s", speedup, at_least=2.0,
-                fmt=".2f", unit="x",
-                detail=f"{cam_rate:.2f} vs {gcr['rate']:.2f} CAMs/s, same VGG16 + head, "
-                f"{n_images} images at {format_size(input_size)}, batch {batch_size}; "
-                f"tf-keras-vis {gcr['version']} (given decoded images)",
-            ))
-            out.update(gradcam_rate=gcr["rate"], gradcam_version=gcr["version"])
-        elif gradcam:
-            rows.append(common.row(
-                "5a. gapsvm CAMs/s / tf-keras-vis Gradcam CAMs/s", None, at_least=2.0,
-                fmt=".2f", unit="x",
-                detail="skipped: tf-keras-vis is not installed (pip install 'gapsvm[bench]'; "
-                "make bench installs it)",
-            ))
-
-        # Swap the head: same features (from the training cache), another classifier.
-        swapped = clone(clf).set_params(classifier=resolve_classifier("logreg"),
-                                        input_size=(128, 64), cache_dir=work / "train")
-        before = bb.images_run
-        swapped.fit(train_paths, train_y)
-        swapped.set_params(input_size=input_size, cache_dir=last["dir"])
-        t_swap, _ = common.time_call(lambda: swapped.cam(paths, target="person"))
-        passes = bb.images_run - before
-        per_fresh = float(np.median(t_cam)) / n_images
-        rows.append(common.row(
-            "5b. CAMs after swapping the classifier: network passes", passes, equals=0,
-            fmt=".0f",
-            detail=f"{1e3 * t_swap / n_images:.1f} ms/image from the cached maps vs "
-            f"{1e3 * per_fresh:.1f} ms/image with a forward pass "
-            f"({per_fresh * n_images / max(t_swap, 1e-9):.0f}x faster); LinearSVC -> "
-            "LogisticRegression",
-        ))
-        out.update(t_swap=t_swap, swap_passes=passes)
+        if gradcam:
+            rows.append(_gradcam_row(clf, bb, batches, cam_rate, n_images, input_size,
+                                     batch_size, gradcam_repeats, out))
+        rows.append(_swap_row(clf, bb, train_paths, train_y, paths, work, input_size,
+                              last["dir"], float(np.median(t_cam)) / n_images, out))
     out["rows"] = rows
     return out
 

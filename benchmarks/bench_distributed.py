@@ -80,17 +80,8 @@ def run(
     dict
         ``rows`` (see :func:`benchmarks.common.row`) and the raw figures.
     """
-    import distributed
-
     from gapsvm.core.scan import list_images
     from gapsvm.core.sizes import format_size, parse_input_size
-    from gapsvm.network.distributed import (
-        _for_workers,
-        _tf_busy_threads,
-        local_cluster,
-        warm_up_workers,
-    )
-    from gapsvm.network.featurizer import GapFeaturizer
 
     size = parse_input_size(input_size)
     root = common.shared_data_dir() / "persons" / "train"
@@ -101,16 +92,55 @@ def run(
         raise ValueError(f"n_images must be in 1..{len(every)}, got {n_images}")
     idx = np.linspace(0, len(every) - 1, n_images).round().astype(int)
     paths = [every[i] for i in idx]
-    params = dict(input_size=size, batch_size=batch_size, verbose=0)
+    m = _measure(paths, size, batch_size, chunk_size, repeats)
+    t_one, t_two = m["t_one"], m["t_two"]
+    speedup = float(np.median(np.asarray(t_one) / np.asarray(t_two)))
+    per_worker = common.rate(n_images, float(np.median(t_one)))
+    # CPU seconds per image do not depend on how busy the machine is: equal figures mean
+    # sharding costs nothing, and 2 workers with 2 free cores would be 2x as fast.
+    cpu_one = float(np.median(m["cpu"]["one"])) / n_images
+    cpu_two = float(np.median(m["cpu"]["two"])) / n_images
+    cores = os.cpu_count() or 1
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    size_txt = format_size(size)
+    return {
+        "name": NAME,
+        "rows": _rows(m, n_images, size_txt, repeats, speedup, cpu_one, cpu_two, cores, load),
+        "speedup": speedup,
+        "seconds_one": t_one,
+        "seconds_two": t_two,
+        "seconds_single": m["t_single"],
+        "cpu_ms_per_image_one": 1000 * cpu_one,
+        "cpu_ms_per_image_two": 1000 * cpu_two,
+        "rate_per_worker": per_worker,
+        "rate_single_process": common.rate(n_images, m["t_single"]),
+        "worker_tf_threads": m["worker_threads"],
+        "single_tf_threads": m["single_threads"],
+        "identical": m["identical"],
+        "n_images": n_images,
+        "input_size": size_txt,
+        "machine": {"cpu": common.cpu_model(), "cores": cores, "load_average": load},
+    }
 
+
+def _measure(paths: list[str], size: Any, batch_size: int, chunk_size: int,
+             repeats: int) -> dict[str, Any]:
+    """Time 1 and 2 pinned workers and this (unpinned) process on ``paths``, each run into a
+    fresh cache, in alternating order; count the threads that do the work."""
+    import distributed
+
+    from gapsvm.network.dask_cluster import local_cluster
+    from gapsvm.network.distributed import tf_busy_threads, warm_up_workers, worker_params
+    from gapsvm.network.featurizer import GapFeaturizer
+
+    params = dict(input_size=size, batch_size=batch_size, verbose=0)
     # The unpinned single process: this one, TensorFlow on every core.
     single = GapFeaturizer(cache_dir=None, **params).fit()
-    single.extract(paths[: min(batch_size, n_images)])  # trace before timing, cache nothing
-    p = _for_workers(single.get_params(), size)
-    single_threads = _tf_busy_threads(p)
-
-    t_one, t_two, results = [], [], {}
-    cpu: dict[str, list[float]] = {"one": [], "two": []}
+    single.extract(paths[:batch_size])  # trace before timing, cache nothing
+    p = worker_params(single.get_params(), size)
+    m: dict[str, Any] = {"single_threads": tf_busy_threads(p), "t_one": [], "t_two": [],
+                         "cpu": {"one": [], "two": []}}
+    results, t_single = {}, []
     quiet = {"silence_logs": logging.ERROR}
     with common.temp_dir() as tmp, local_cluster(1, tf_threads=1, **quiet) as c1, \
             local_cluster(2, tf_threads=1, **quiet) as c2, distributed.Client(c1) as one, \
@@ -119,40 +149,36 @@ def run(
         fz = GapFeaturizer(cache_dir=None, **params)
         for c in (one, two):
             warm_up_workers(fz, c)
-        worker_threads = sorted({
-            *one.run(_tf_busy_threads, p).values(), *two.run(_tf_busy_threads, p).values()
+        m["worker_threads"] = sorted({
+            *one.run(tf_busy_threads, p).values(), *two.run(tf_busy_threads, p).values()
         })
-        t_single_all = []
         for r in range(repeats):
             # Alternate the order, so a load that drifts over the minute favours neither.
             for which in ("one", "two") if r % 2 == 0 else ("two", "one"):
-                c, times = (one, t_one) if which == "one" else (two, t_two)
                 t, results[which], used = _timed_dask(
-                    c, fz, paths, chunk_size, str(tmp / f"{which}{r}")
+                    one if which == "one" else two, fz, paths, chunk_size,
+                    str(tmp / f"{which}{r}"),
                 )
-                times.append(t)
-                cpu[which].append(used)
+                m[f"t_{which}"].append(t)
+                m["cpu"][which].append(used)
             # Into a fresh cache too: the same writes as the workers do.
             single.set_params(cache_dir=str(tmp / f"single{r}"))
             t, results["single"] = common.time_call(lambda: single.extract(paths))
-            t_single_all.append(t)
-        t_single = float(np.median(t_single_all))
+            t_single.append(t)
+    m["t_single"] = float(np.median(t_single))
+    m["identical"] = all(np.array_equal(results[k].gap, results["single"].gap)
+                         for k in ("one", "two"))
+    return m
 
-    identical = all(np.array_equal(results[k].gap, results["single"].gap) for k in ("one", "two"))
-    speedup = float(np.median(np.asarray(t_one) / np.asarray(t_two)))
-    r_one, r_two = common.rate(n_images, float(np.median(t_one))), common.rate(
-        n_images, float(np.median(t_two))
-    )
+
+def _rows(m: dict[str, Any], n_images: int, size_txt: str, repeats: int, speedup: float,
+          cpu_one: float, cpu_two: float, cores: int, load: Any) -> list[dict[str, Any]]:
+    t_one, t_two, t_single = m["t_one"], m["t_two"], m["t_single"]
+    r_one = common.rate(n_images, float(np.median(t_one)))
+    r_two = common.rate(n_images, float(np.median(t_two)))
     r_single = common.rate(n_images, t_single)
-    per_worker = r_one
-    # CPU seconds per image do not depend on how busy the machine is: equal figures mean
-    # sharding costs nothing, and 2 workers with 2 free cores would be 2x as fast.
-    cpu_one = float(np.median(cpu["one"])) / n_images
-    cpu_two = float(np.median(cpu["two"])) / n_images
-    cores = os.cpu_count() or 1
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    size_txt = format_size(size)
-    rows = [
+    single_threads, worker_threads = m["single_threads"], m["worker_threads"]
+    return [
         common.row(
             f"2 vs 1 single-threaded Dask workers, {n_images} images {size_txt}", speedup,
             at_least=1.8, fmt=".2f", unit="x",
@@ -175,7 +201,7 @@ def run(
                    f"{single_threads}",
         ),
         common.row(
-            "features identical to the single-process run", float(identical), equals=1.0,
+            "features identical to the single-process run", float(m["identical"]), equals=1.0,
             fmt=".0f", detail="bit for bit, 1- and 2-worker runs",
         ),
         common.row(
@@ -184,29 +210,11 @@ def run(
                    "cores 2 pinned workers can only match this; the gain is across machines",
         ),
         common.row(
-            "per single-threaded worker", per_worker, fmt=".1f", unit=" img/s",
-            detail=f"1M images on 100 such workers: {1e6 / (100 * per_worker) / 3600:.1f} h "
+            "per single-threaded worker", r_one, fmt=".1f", unit=" img/s",
+            detail=f"1M images on 100 such workers: {1e6 / (100 * r_one) / 3600:.1f} h "
                    "(if the shared storage keeps up)",
         ),
     ]
-    return {
-        "name": NAME,
-        "rows": rows,
-        "speedup": speedup,
-        "seconds_one": t_one,
-        "seconds_two": t_two,
-        "seconds_single": t_single,
-        "cpu_ms_per_image_one": 1000 * cpu_one,
-        "cpu_ms_per_image_two": 1000 * cpu_two,
-        "rate_per_worker": per_worker,
-        "rate_single_process": r_single,
-        "worker_tf_threads": worker_threads,
-        "single_tf_threads": single_threads,
-        "identical": identical,
-        "n_images": n_images,
-        "input_size": size_txt,
-        "machine": {"cpu": common.cpu_model(), "cores": cores, "load_average": load},
-    }
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, Any]:

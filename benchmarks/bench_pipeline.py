@@ -6,10 +6,11 @@ already built) over the same files with an empty cache: scanning, reading, hashi
 resizing, the network, cache writes and the features file. Their ratio says how much of the
 network's speed the input pipeline keeps.
 
-With ``strategies=True`` it also compares ways of feeding the network (no overlap, reader
-threads with several prefetch depths, a ``tf.data`` pipeline); with ``native=True`` it checks
-native-size mode: how many times the compiled function was traced, how full the batches were,
-and whether a fixed-shape signature would be faster than the fully-None one.
+With ``strategies=True`` it also compares ways of feeding the network: the reader thread with
+several read-ahead depths (the public ``prefetch=`` of :func:`gapsvm.network.extraction.extract`;
+0 is no overlap) and a ``tf.data`` pipeline. With ``native=True`` it checks native-size mode:
+how many times the compiled function was traced, how full the batches were, and whether a
+fixed-shape signature would be faster than the fully-None one.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -29,48 +28,15 @@ from . import common
 NAME = "pipeline"
 
 
-class _Inline:
-    """A stand-in executor that runs work at submission: no overlap with the network."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def submit(self, fn, *args, **kwargs) -> Future:
-        f: Future = Future()
-        f.set_result(fn(*args, **kwargs))
-        return f
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-@contextlib.contextmanager
-def reader_strategy(threads: int, prefetch: int, async_writes: bool = True) -> Iterator[None]:
-    """Temporarily run the featurizer with ``threads`` reader threads (0: inline, no overlap),
-    ``prefetch`` chunks read ahead, and cache writes in a writer thread or inline."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from gapsvm import featurizer as fz
-
-    old_pool, old_prefetch = fz.ThreadPoolExecutor, fz._PREFETCH_CHUNKS
-
-    def pool(*args: Any, **kwargs: Any):
-        if kwargs.get("thread_name_prefix") == "gapsvm-write":
-            return ThreadPoolExecutor(*args, **kwargs) if async_writes else _Inline()
-        if threads == 0:
-            return _Inline()
-        kwargs["max_workers"] = threads
-        return ThreadPoolExecutor(*args, **kwargs)
-
-    fz.ThreadPoolExecutor = pool
-    fz._PREFETCH_CHUNKS = max(1, prefetch)
-    try:
-        yield
-    finally:
-        fz.ThreadPoolExecutor, fz._PREFETCH_CHUNKS = old_pool, old_prefetch
+#: The input-pipeline strategies compared with ``strategies=True``: a name and the
+#: ``prefetch`` depth of gapsvm's reader thread (None: the tf.data pipeline, prefetch 2).
+STRATEGIES = (
+    ("no overlap (prefetch 0: reading inline)", 0),
+    ("1 reader thread, prefetch 1", 1),
+    ("1 reader thread, prefetch 2 (the default)", 2),
+    ("1 reader thread, prefetch 4", 4),
+    ("tf.data from_generator, prefetch 2", None),
+)
 
 
 def tfdata_extract(
@@ -85,18 +51,20 @@ def tfdata_extract(
     """
     import tensorflow as tf
 
-    from gapsvm.network.extraction import _prepare
+    from gapsvm.network.extraction import PendingImage, prepare_images
 
-    side: dict[int, tuple] = {}
+    side: dict[int, PendingImage] = {}
     names = [str(p) for p in paths]
 
     def gen():
         for j in range(0, len(paths), batch_size):
-            for item in _prepare(paths, names, range(j, min(j + batch_size, len(paths))),
-                                 cache, False, input_size):
-                if item[0] == "todo":
-                    side[item[1]] = (item[2], item[4], item[5])
-                    yield item[1], item[3]
+            for item in prepare_images(
+                paths, names, range(j, min(j + batch_size, len(paths))), cache=cache,
+                need_maps=False, input_size=input_size, min_side=backbone.spec.min_side,
+            ):
+                if isinstance(item, PendingImage):
+                    side[item.index] = item
+                    yield item.index, item.pixels
 
     ds = tf.data.Dataset.from_generator(
         gen,
@@ -107,11 +75,11 @@ def tfdata_extract(
     ).batch(batch_size).prefetch(prefetch)
     n = 0
     for idx, imgs in ds:
-        maps, gaps = backbone._forward(imgs)
+        maps, gaps = backbone.forward(imgs)
         maps, gaps = maps.numpy(), gaps.numpy()
         for i, m, g in zip(idx.numpy(), maps, gaps, strict=True):
-            key, hw, thw = side.pop(int(i))
-            cache.put(key, g, m, hw, thw)
+            item = side.pop(int(i))
+            cache.put(item.key, g, m, item.image_hw, item.input_hw)
             n += 1
     return n
 
@@ -148,13 +116,13 @@ def _native(backbone: Any, paths: list[str], batch_size: int) -> dict[str, Any]:
             calls.append(len(images))
             return self.bb(images)
 
-    before = backbone._forward.experimental_get_tracing_count()
+    before = backbone.forward.experimental_get_tracing_count()
     sizes = set()
     t0 = time.perf_counter()
     for r in iter_features(paths, Counting(backbone), input_size=None, batch_size=batch_size):
         sizes.add(r.input_hw)
     seconds = time.perf_counter() - t0
-    after = backbone._forward.experimental_get_tracing_count()
+    after = backbone.forward.experimental_get_tracing_count()
     return {
         "images": len(paths), "distinct_sizes": len(sizes), "batches": len(calls),
         "mean_batch": float(np.mean(calls)) if calls else 0.0, "seconds": seconds,
@@ -186,9 +154,84 @@ def _fixed_vs_none(backbone: Any, batches: list[np.ndarray], repeats: int) -> di
         return time.perf_counter() - t0
 
     ratio, t_fixed, t_none = common.paired_ratio(
-        lambda: timed(fixed), lambda: timed(backbone._forward), repeats)
+        lambda: timed(fixed), lambda: timed(backbone.forward), repeats)
     return {"fixed_over_none": ratio, "fixed": t_fixed, "none": t_none,
             "images": len(full) * shape[0]}
+
+
+def _strategy(
+    bb: Any, paths: list[str], batches: list[np.ndarray], work: Path, input_size: Any,
+    batch_size: int, prefetch: int | None, repeats: int,
+) -> tuple[float, float]:
+    """One input-pipeline strategy against the bare model: (median ratio, its rate)."""
+    from gapsvm.core.cache import FeatureCache
+    from gapsvm.core.sizes import format_size
+    from gapsvm.network.extraction import extract
+
+    counter = iter(range(10**6))
+
+    def one() -> float:
+        cache = FeatureCache(work / f"cache-p{prefetch}-{next(counter)}", bb.key,
+                             format_size(input_size))
+        if prefetch is None:
+            return common.time_call(lambda: tfdata_extract(
+                paths, bb, input_size, cache, batch_size))[0]
+        return common.time_call(lambda: extract(
+            paths, backbone=bb, input_size=input_size, cache=cache, batch_size=batch_size,
+            want_maps=False, prefetch=prefetch))[0]
+
+    r, _, ts = common.paired_ratio(lambda: common.time_bare(bb, batches), one, repeats)
+    return r, common.rate(len(paths), float(np.median(ts)))
+
+
+def _native_rows(
+    bb: Any, npaths: list[str], batches: list[np.ndarray], batch_size: int, repeats: int
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Rows 1b and 1c: retracing in native-size mode, and the None-shape signature's cost."""
+    nat = _native(bb, npaths, batch_size)
+    fx = _fixed_vs_none(bb, batches, repeats)
+    rows = [
+        common.row(
+            "1b. native size: new traces of the compiled function",
+            nat["traces_after"] - nat["traces_before"], equals=0, fmt=".0f",
+            detail=f"{nat['images']} images of {nat['distinct_sizes']} sizes in "
+            f"{nat['batches']} batches (mean {nat['mean_batch']:.1f}); traced "
+            f"{nat['traces_after']} time(s) in this process",
+        ),
+        common.row(
+            "1c. None-shape signature / fixed-shape function (speed)",
+            fx["fixed_over_none"], fmt=".3f",
+            detail=f"time ratio, {fx['images']} images, median of {repeats} pairs: near "
+            "1 the None signature costs nothing, so no bucket shapes are needed",
+        ),
+    ]
+    return nat, fx, rows
+
+
+def _e2e_row(bb: Any, folder: Path, work: Path, batches: list[np.ndarray], input_size: Any,
+             res: dict[str, Any], kind: str, weights: Any, repeats: int,
+             gate: bool) -> dict[str, Any]:
+    """Row 1: the whole ``gapsvm features`` command against the bare model, paired."""
+    n_images, precision, batch_size = res["n_images"], res["precision"], res["batch_size"]
+    counter = iter(range(10**6))
+
+    def e2e() -> float:
+        r = next(counter)
+        return _cli_features(folder, work / f"f{r}.joblib", work / f"cache-e2e{r}",
+                             input_size, precision, weights, batch_size)
+
+    ratio, t_bare, t_e2e = common.paired_ratio(
+        lambda: common.time_bare(bb, batches), e2e, repeats)
+    k = common.median_pair(t_bare, t_e2e)
+    res.update(t_bare=t_bare, t_e2e=t_e2e, bare_rate=common.rate(n_images, t_bare[k]),
+               e2e_rate=common.rate(n_images, t_e2e[k]))
+    return common.row(
+        f"1. `gapsvm features` end to end / bare tf.function ({precision})", ratio,
+        at_least=0.95 if gate else None, fmt=".3f",
+        detail=f"{res['e2e_rate']:.1f} vs {res['bare_rate']:.1f} img/s, {n_images} "
+        f"{kind} variants at {res['input_size']}, batch {batch_size}; the median of "
+        f"{repeats} back-to-back pairs (its rates shown)",
+    )
 
 
 def run(
@@ -240,7 +283,6 @@ def run(
     dict
         ``rows`` plus the raw timings.
     """
-    from gapsvm.core.cache import FeatureCache
     from gapsvm.core.sizes import format_size
     from gapsvm.network.backbone.build import get_backbone
 
@@ -253,80 +295,24 @@ def run(
         paths = common.make_variants(common.real_images(kind), n_images, folder)
         batches = common.batches_of(common.decode_all(paths, input_size), batch_size)
         bb(batches[0])  # trace and create the kernels before any timing
-        counter = iter(range(10**6))
-
-        def e2e() -> float:
-            r = next(counter)
-            return _cli_features(folder, work / f"f{r}.joblib", work / f"cache-e2e{r}",
-                                 input_size, precision, weights, batch_size)
-
-        ratio, t_bare, t_e2e = common.paired_ratio(
-            lambda: common.time_bare(bb, batches), e2e, repeats)
-        k = common.median_pair(t_bare, t_e2e)
-        res.update(t_bare=t_bare, t_e2e=t_e2e, bare_rate=common.rate(n_images, t_bare[k]),
-                   e2e_rate=common.rate(n_images, t_e2e[k]))
-        res["rows"] = [common.row(
-            f"1. `gapsvm features` end to end / bare tf.function ({precision})", ratio,
-            at_least=0.95 if gate else None, fmt=".3f",
-            detail=f"{res['e2e_rate']:.1f} vs {res['bare_rate']:.1f} img/s, {n_images} "
-            f"{kind} variants at {format_size(input_size)}, batch {batch_size}; the median of "
-            f"{repeats} back-to-back pairs (its rates shown)",
-        )]
-
+        res["rows"] = [_e2e_row(bb, folder, work, batches, input_size, res, kind, weights,
+                                repeats, gate)]
         if strategies:
-            from gapsvm.network.extraction import extract
-
-            configs = [
-                ("no overlap (reading and writing inline)", 0, 1, False),
-                ("1 reader thread, prefetch 2, writes inline (before #5)", 1, 2, False),
-                ("1 reader thread, prefetch 1, writer thread", 1, 1, True),
-                ("1 reader thread, prefetch 2, writer thread (kept)", 1, 2, True),
-                ("1 reader thread, prefetch 4, writer thread", 1, 4, True),
-                ("2 reader threads, prefetch 2, writer thread", 2, 2, True),
-                ("2 reader threads, prefetch 4, writer thread", 2, 4, True),
-                ("tf.data from_generator, prefetch 2, writes inline", -1, 2, False),
-            ]
             res["strategies"] = {}
-            for name, threads, prefetch, async_writes in configs:
-                def one(threads=threads, prefetch=prefetch, async_writes=async_writes) -> float:
-                    cache = FeatureCache(work / f"cache-s{next(counter)}", bb.key,
-                                         format_size(input_size))
-                    if threads < 0:
-                        return common.time_call(lambda: tfdata_extract(
-                            paths, bb, input_size, cache, batch_size, prefetch))[0]
-                    with reader_strategy(threads, prefetch, async_writes):
-                        return common.time_call(lambda: extract(
-                            paths, backbone=bb, input_size=input_size, cache=cache,
-                            batch_size=batch_size, want_maps=False))[0]
-
-                r, _, ts = common.paired_ratio(lambda: common.time_bare(bb, batches), one,
-                                                repeats)
+            for name, prefetch in STRATEGIES:
+                r, rate = _strategy(bb, paths, batches, work, input_size, batch_size, prefetch,
+                                    repeats)
                 res["strategies"][name] = r
                 res["rows"].append(common.row(
                     f"1s. pipeline strategy: {name}", r, fmt=".3f",
-                    detail=f"{common.rate(n_images, float(np.median(ts))):.1f} img/s "
-                    "(library extract, no CLI) / bare",
+                    detail=f"{rate:.1f} img/s (library extract, no CLI) / bare",
                 ))
-
         if native:
             npaths = common.make_variants(common.real_images(kind), n_native or n_images,
                                           work / "native", seed=1, keep_size=True)
-            nat = _native(bb, npaths, batch_size)
-            fx = _fixed_vs_none(bb, batches, repeats)
-            res["native"], res["fixed_vs_none"] = nat, fx
-            res["rows"].append(common.row(
-                "1b. native size: new traces of the compiled function",
-                nat["traces_after"] - nat["traces_before"], equals=0, fmt=".0f",
-                detail=f"{nat['images']} images of {nat['distinct_sizes']} sizes in "
-                f"{nat['batches']} batches (mean {nat['mean_batch']:.1f}); traced "
-                f"{nat['traces_after']} time(s) in this process",
-            ))
-            res["rows"].append(common.row(
-                "1c. None-shape signature / fixed-shape function (speed)",
-                fx["fixed_over_none"], fmt=".3f",
-                detail=f"time ratio, {fx['images']} images, median of {repeats} pairs: near "
-                "1 the None signature costs nothing, so no bucket shapes are needed",
-            ))
+            res["native"], res["fixed_vs_none"], rows = _native_rows(bb, npaths, batches,
+                                                                     batch_size, repeats)
+            res["rows"].extend(rows)
     return res
 
 

@@ -80,6 +80,76 @@ def _features(paths: list, precision: str, size: Any, weights: Any, batch: int):
     return fz.extract(paths, maps=True)
 
 
+def _crops(n_accuracy: int | None) -> tuple[list[str], np.ndarray]:
+    """The INRIA crops (all, or a balanced seeded subset of ``n_accuracy``) and labels."""
+    from gapsvm.core.scan import load_directory
+
+    paths, labels, _ = load_directory(common.shared_data_dir() / "persons" / "train")
+    if n_accuracy is not None and n_accuracy < len(paths):
+        rng = np.random.default_rng(0)
+        idx = np.concatenate([
+            rng.choice(np.flatnonzero(labels == c), n_accuracy // 2, replace=False)
+            for c in np.unique(labels)
+        ])
+        paths, labels = [paths[i] for i in idx], labels[idx]
+    return paths, labels
+
+
+def _cam_agreement(res: dict[str, Any], big: dict[str, Any], labels: np.ndarray
+                   ) -> dict[str, Any]:
+    """Per-image Pearson r of the person CAMs from bfloat16 and float32 maps: with the float32
+    head on both (``same``) and each precision with its own head (``own``); and the maps'
+    relative L2 error on the panoramas (``rel``)."""
+    from gapsvm.core.head import GapHead
+    from gapsvm.workflows.training import resolve_classifier
+
+    heads = {p: GapHead(resolve_classifier("linearsvc")).fit(r.gap, labels) for p, r in
+             res.items()}
+    # Row 1 of the expanded binary weights is the second class ("person", sorted labels).
+    W = {p: h.cam_weights()[0][1] for p, h in heads.items()}
+    same, own, own_cams = [], [], []
+    for group in (res, big):
+        for m32, m16 in zip(group["float32"].maps, group["bfloat16"].maps, strict=True):
+            c32 = np.tensordot(np.asarray(m32, np.float64), W["float32"], axes=([2], [0]))
+            same.append(pearson(c32, np.tensordot(np.asarray(m16, np.float64), W["float32"],
+                                                  axes=([2], [0]))))
+            own.append(pearson(c32, np.tensordot(np.asarray(m16, np.float64), W["bfloat16"],
+                                                 axes=([2], [0]))))
+            own_cams.append(c32)
+    rel = [
+        float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+              / max(np.linalg.norm(np.asarray(a, np.float64)), 1e-12))
+        for a, b in zip(big["float32"].maps, big["bfloat16"].maps, strict=True)
+    ]
+    return {"same": np.asarray(same), "own": np.asarray(own), "own_cams": own_cams,
+            "rel": rel}
+
+
+def _cam_rows(cam: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """Rows 2b and 2c from :func:`_cam_agreement`."""
+    same_a, own_a, own_cams, rel = cam["same"], cam["own"], cam["own_cams"], cam["rel"]
+    own_std = [float(np.std(c)) for c in own_cams]
+    worst = int(np.argmin(own_a))
+    return [
+        common.row(
+            "2b. min per-image Pearson r of CAMs, bfloat16 vs float32 maps (same head)",
+            float(same_a.min()), at_least=0.99, fmt=".4f",
+            detail=f"mean {same_a.mean():.4f}, {where}; the float32 head on both precisions' "
+            f"maps, as when a model is switched to bfloat16; map relative L2 error "
+            f"{np.mean(rel):.4f} (panoramas, mean)",
+        ),
+        common.row(
+            "2c. min per-image Pearson r of CAMs, each precision with its own head",
+            float(own_a.min()), fmt=".4f",
+            detail=f"mean {own_a.mean():.4f}, 1st percentile {np.percentile(own_a, 1):.4f}, "
+            f"{int(np.sum(own_a < 0.99))} of {len(own_a)} below 0.99 (worst: image {worst}, "
+            f"CAM std {float(np.std(own_cams[worst])):.3g} vs median "
+            f"{np.median(own_std):.3g}); a head trained on bfloat16 features is another "
+            "head: this adds training variance to the precision's effect",
+        ),
+    ]
+
+
 def run(
     *,
     n_speed: int = 32,
@@ -119,10 +189,7 @@ def run(
     -------
     dict
     """
-    from gapsvm.core.head import GapHead
-    from gapsvm.core.scan import load_directory
     from gapsvm.core.sizes import format_size
-    from gapsvm.workflows.training import resolve_classifier
 
     target, hw_label = common.bf16_target()
     sp = _speed(n_speed, speed_size, speed_batch, repeats, weights)
@@ -134,14 +201,7 @@ def run(
         f"layer policies {sp['policies']['bfloat16']}",
     )]
 
-    paths, labels, _ = load_directory(common.shared_data_dir() / "persons" / "train")
-    if n_accuracy is not None and n_accuracy < len(paths):
-        rng = np.random.default_rng(0)
-        idx = np.concatenate([
-            rng.choice(np.flatnonzero(labels == c), n_accuracy // 2, replace=False)
-            for c in np.unique(labels)
-        ])
-        paths, labels = [paths[i] for i in idx], labels[idx]
+    paths, labels = _crops(n_accuracy)
     boxes = [str(p) for p in common.real_images("boxes")][:n_cam_photos]
     res = {p: _features(paths, p, accuracy_size, weights, batch_size)
            for p in ("float32", "bfloat16")}
@@ -155,45 +215,11 @@ def run(
         f"{len(labels)} INRIA crops at {format_size(accuracy_size)} (LinearSVC)",
     ))
 
-    heads = {p: GapHead(resolve_classifier("linearsvc")).fit(r.gap, labels) for p, r in
-             res.items()}
-    # Row 1 of the expanded binary weights is the second class ("person", sorted labels).
-    W = {p: h.cam_weights()[0][1] for p, h in heads.items()}
-    same, own, own_cams = [], [], []
-    for group in (res, big):
-        for m32, m16 in zip(group["float32"].maps, group["bfloat16"].maps, strict=True):
-            c32 = np.tensordot(np.asarray(m32, np.float64), W["float32"], axes=([2], [0]))
-            same.append(pearson(c32, np.tensordot(np.asarray(m16, np.float64), W["float32"],
-                                                  axes=([2], [0]))))
-            own.append(pearson(c32, np.tensordot(np.asarray(m16, np.float64), W["bfloat16"],
-                                                 axes=([2], [0]))))
-            own_cams.append(c32)
-    own_std = [float(np.std(c)) for c in own_cams]
-    same_a, own_a = np.asarray(same), np.asarray(own)
-    rel = [
-        float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-              / max(np.linalg.norm(np.asarray(a, np.float64)), 1e-12))
-        for a, b in zip(big["float32"].maps, big["bfloat16"].maps, strict=True)
-    ]
-    where = (f"{len(same)} images ({len(labels)} crops at {format_size(accuracy_size)} + "
-             f"{len(boxes)} panoramas at {format_size(cam_size)})")
-    rows.append(common.row(
-        "2b. min per-image Pearson r of CAMs, bfloat16 vs float32 maps (same head)",
-        float(same_a.min()), at_least=0.99, fmt=".4f",
-        detail=f"mean {same_a.mean():.4f}, {where}; the float32 head on both precisions' "
-        f"maps, as when a model is switched to bfloat16; map relative L2 error "
-        f"{np.mean(rel):.4f} (panoramas, mean)",
-    ))
-    worst = int(np.argmin(own_a))
-    rows.append(common.row(
-        "2c. min per-image Pearson r of CAMs, each precision with its own head",
-        float(own_a.min()), fmt=".4f",
-        detail=f"mean {own_a.mean():.4f}, 1st percentile {np.percentile(own_a, 1):.4f}, "
-        f"{int(np.sum(own_a < 0.99))} of {len(own)} below 0.99 (worst: image {worst}, CAM "
-        f"std {float(np.std(own_cams[worst])):.3g} vs median {np.median(own_std):.3g}); a "
-        "head trained on bfloat16 features is another head: this adds training variance "
-        "to the precision's effect",
-    ))
+    cam = _cam_agreement(res, big, labels)
+    where = (f"{len(cam['same'])} images ({len(labels)} crops at {format_size(accuracy_size)} "
+             f"+ {len(boxes)} panoramas at {format_size(cam_size)})")
+    rows.extend(_cam_rows(cam, where))
+    same_a, own_a, rel = cam["same"], cam["own"], cam["rel"]
     return {"name": NAME, "rows": rows, "speed": sp, "accuracy": acc,
             "cam_corr_same_min": float(same_a.min()), "cam_corr_own_min": float(own_a.min()),
             "cam_corr_own_mean": float(own_a.mean()),

@@ -130,8 +130,7 @@ def format_markdown(rows: list[dict[str, Any]], machine: dict[str, Any], mode: s
     return "\n".join(head) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks and print the table; returns the exit status."""
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, str, list[str]]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
@@ -146,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(only) - set(BENCHES)
     if unknown:
         p.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHES)}")
+    return args, mode, only
 
+
+def _print_machine(machine: dict[str, Any], mode: str) -> None:
     from . import common
 
-    machine = common.machine_info()
     _, label = common.bf16_target()
     print(f"gapsvm benchmarks ({mode}) on {machine['cpu']} ({machine['cpu_signature']}), "
           f"{machine['cores']} cores; "
@@ -160,6 +161,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average {machine['load_average'][0]:.1f} on {machine['cores']} cores "
               "(ratios are taken within the run; a busy machine still adds noise)", flush=True)
 
+
+def _run_one(name: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Run one benchmark call and print its rows; returns (its output, whether it ran)."""
+    from . import common
+
+    t0 = time.perf_counter()
+    print(f"\n== {name} {kwargs} ...", flush=True)
+    ran = True
+    try:
+        if name == "distributed":
+            out = run_distributed()
+        else:
+            out = importlib.import_module(f"benchmarks.bench_{name}").run(**kwargs)
+    except Exception as exc:  # one broken benchmark must not hide the others
+        traceback.print_exc()
+        ran = False
+        out = {"rows": [common.row(f"{name}: did not run", None,
+                                   detail=f"{type(exc).__name__}: {exc}")]}
+    if out.get("note"):
+        print(f"   note: {out['note']}", flush=True)
+    for r in out.get("rows", []):
+        print(f"   {r['name']}: {r['text']} {r['target']} [{verdict(r)}]", flush=True)
+    print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return out, ran
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and print the table; returns the exit status."""
+    args, mode, only = _parse(argv)
+
+    from . import common
+
+    machine = common.machine_info()
+    _print_machine(machine, mode)
     t_start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     raw: dict[str, Any] = {"machine": machine, "mode": mode}
@@ -168,27 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         if only and name not in only:
             continue
         for kwargs in calls:
-            t0 = time.perf_counter()
-            print(f"\n== {name} {kwargs} ...", flush=True)
-            try:
-                if name == "distributed":
-                    out = run_distributed()
-                else:
-                    mod = importlib.import_module(f"benchmarks.bench_{name}")
-                    out = mod.run(**kwargs)
-            except Exception as exc:  # one broken benchmark must not hide the others
-                traceback.print_exc()
+            out, ran = _run_one(name, kwargs)
+            if not ran:
                 failed_to_run.append(name)
-                out = {"rows": [common.row(f"{name}: did not run", None,
-                                           detail=f"{type(exc).__name__}: {exc}")]}
-            if out.get("note"):
-                print(f"   note: {out['note']}", flush=True)
-            for r in out.get("rows", []):
-                print(f"   {r['name']}: {r['text']} {r['target']} [{verdict(r)}]", flush=True)
             rows.extend(out.get("rows", []))
             raw.setdefault(name, []).append(
                 {k: v for k, v in out.items() if k != "rows"} | {"rows": out.get("rows", [])})
-            print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
     minutes = (time.perf_counter() - t_start) / 60
     print("\n" + format_table(rows))
     n_fail = sum(1 for r in rows if r["passed"] is False)

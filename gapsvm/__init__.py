@@ -15,6 +15,7 @@ from gapsvm.core.head import GapHead, NotLinearError, effective_linear
 from gapsvm.core.overlay import overlay
 from gapsvm.core.scan import load_directory
 from gapsvm.estimator.classifier import GapClassifier
+from gapsvm.estimator.explanation import Explanation
 from gapsvm.estimator.persist import ModelLoadError, load_model, save_model
 from gapsvm.network.backbone.weights import WeightsError
 from gapsvm.network.featurizer import GapFeaturizer
@@ -22,6 +23,7 @@ from gapsvm.network.featurizer import GapFeaturizer
 _legacy.install()
 
 __all__ = [
+    "Explanation",
     "GapClassifier",
     "GapFeaturizer",
     "GapHead",

@@ -57,6 +57,8 @@ from gapsvm.cli.main import main
 from gapsvm.core.cache import FeatureCache, content_key
 from gapsvm.network.features_file import read_features_file
 
+pytestmark = pytest.mark.slow
+
 N_IMAGES = 30
 N_KILLS = 20
 
@@ -66,7 +68,7 @@ import json, os, sys, traceback
 import tensorflow  # noqa: F401
 import keras.applications.vgg16  # noqa: F401
 import tqdm.auto  # noqa: F401
-import gapsvm.featurizer  # noqa: F401
+import gapsvm.network.featurizer  # noqa: F401
 from gapsvm import cli
 
 

@@ -22,16 +22,18 @@ import joblib
 import numpy as np
 import pytest
 import skops.io as sio
+from _helpers import run_cli, write_rgb
 from sklearn.linear_model import LogisticRegression
 
 from gapsvm import GapClassifier, GapFeaturizer, ModelLoadError, WeightsError, load_model
-from gapsvm.cli.main import main
 from gapsvm.core.cache import FeatureCache, content_key
 from gapsvm.core.sizes import format_size
 from gapsvm.network.backbone.build import build_model, get_backbone
 from gapsvm.network.backbone.registry import get_spec
 from gapsvm.network.backbone.weights import installed_weights_path
 from gapsvm.network.features_file import read_features_file, write_features_file
+
+pytestmark = pytest.mark.slow
 
 SIZE = (32, 32)
 
@@ -59,13 +61,6 @@ class Boom:
 SYSTEM = f"{os.system.__module__}.system"  # how pickle names os.system: posix.system
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 @pytest.fixture(scope="module")
 def meta():
     get_backbone("vgg16", None)
@@ -83,11 +78,8 @@ def model(meta):
 
 @pytest.fixture
 def image(tmp_path) -> Path:
-    p = tmp_path / "img.png"
-    import cv2
-
-    cv2.imwrite(str(p), np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8))
-    return p
+    return write_rgb(tmp_path / "img.png",
+                     np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8))
 
 
 # -- .skops models -------------------------------------------------------------------------
@@ -300,8 +292,6 @@ def _files(root: Path) -> set[Path]:
 
 def test_labels_and_input_paths_cannot_write_outside_the_output_folder(meta, tmp_path,
                                                                        monkeypatch, capsys):
-    import cv2
-
     rng = np.random.default_rng(3)
     X = rng.normal(size=(20, 512)).astype(np.float32)
     # Class labels are strings stored in the model file: a crafted one is a path.
@@ -312,7 +302,7 @@ def test_labels_and_input_paths_cannot_write_outside_the_output_folder(meta, tmp
     (work / "in" / "sub").mkdir(parents=True)
     clf.save(work / "model.skops")
     for rel in ("in/top.png", "in/sub/deep.png", "../x.png"):
-        cv2.imwrite(str(work / rel), rng.integers(0, 256, (32, 32, 3), np.uint8))
+        write_rgb(work / rel, rng.integers(0, 256, (32, 32, 3), np.uint8))
     monkeypatch.chdir(work)
     before = _files(tmp_path)
     for target in labels[:2]:

@@ -53,6 +53,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from gapsvm.core.validation import (
+    check_image_hw,
+    check_integral,
+    check_map,
+    check_unit_interval,
+)
+
 __all__ = [
     "Box",
     "BoxLike",
@@ -66,22 +73,6 @@ __all__ = [
 
 
 _MODES = ("largest", "all")
-
-
-def _coerce_coordinate(value: object, name: str) -> int:
-    """Return ``value`` as a Python int; accept integers and integral floats only."""
-    # bool is an Integral, but True as a coordinate is almost certainly a bug.
-    if isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be an integer, got a bool")
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        # Annotation files often store integral coordinates as floats (12.0); silently
-        # rounding 12.5 would hide a convention mismatch, so only exact integers pass.
-        if math.isfinite(value) and float(value).is_integer():
-            return int(value)
-        raise ValueError(f"{name} must be an integer, got {value!r}; round it explicitly")
-    raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -122,7 +113,7 @@ class Box:
         # frozen=True forbids normal assignment; normalising the types once here means every
         # consumer (cv2 included, which rejects numpy.int64 in some builds) sees plain ints.
         for name in ("x_min", "y_min", "x_max", "y_max"):
-            object.__setattr__(self, name, _coerce_coordinate(getattr(self, name), name))
+            object.__setattr__(self, name, check_integral(getattr(self, name), name))
         object.__setattr__(self, "score", float(self.score))
         if self.x_max < self.x_min or self.y_max < self.y_min:
             raise ValueError(
@@ -209,17 +200,6 @@ def as_boxes(boxes: Iterable[BoxLike]) -> list[Box]:
     return [as_box(b) for b in boxes]
 
 
-def _image_hw(shape: Sequence[int]) -> tuple[int, int]:
-    """Validate an image shape ``(h, w)`` or ``(h, w, c)`` and return ``(h, w)``."""
-    shape = tuple(shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"expected an image shape (h, w) or (h, w, c), got {shape}")
-    h, w = (_coerce_coordinate(v, "image size") for v in shape[:2])
-    if h <= 0 or w <= 0:
-        raise ValueError(f"image height and width must be positive, got {shape}")
-    return h, w
-
-
 def boxes_to_mask(shape: Sequence[int], boxes: Iterable[BoxLike]) -> np.ndarray:
     """Return the boolean mask of the union of ``boxes`` over an image of ``shape``.
 
@@ -244,7 +224,7 @@ def boxes_to_mask(shape: Sequence[int], boxes: Iterable[BoxLike]) -> np.ndarray:
     TypeError
         If a box is not box-like.
     """
-    h, w = _image_hw(shape)
+    h, w = check_image_hw(shape)
     mask = np.zeros((h, w), dtype=bool)
     for b in as_boxes(boxes):
         # Clamping each bound keeps x0 <= x1 (clamping is monotone), so slices never wrap
@@ -253,31 +233,6 @@ def boxes_to_mask(shape: Sequence[int], boxes: Iterable[BoxLike]) -> np.ndarray:
         y0, y1 = min(max(b.y_min, 0), h), min(max(b.y_max, 0), h)
         mask[y0:y1, x0:x1] = True
     return mask
-
-
-def _validate_map(cam: np.ndarray, name: str = "cam") -> np.ndarray:
-    """Return ``cam`` as a finite, non-empty 2-D float64 array or raise ValueError."""
-    arr = np.asarray(cam)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D map (h, w), got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def _validate_unit_interval(value: float, name: str) -> float:
-    """Return ``value`` as float if it is a real number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
 
 
 def cam_to_boxes(
@@ -326,13 +281,10 @@ def cam_to_boxes(
         If ``cam`` is not a finite, non-empty 2-D real array, ``threshold`` is outside
         [0, 1], ``mode`` is not ``"largest"`` or ``"all"``, or ``connectivity`` is not 4 or 8.
 
-    References
-    ----------
-    .. [1] B. Zhou et al. "Learning Deep Features for Discriminative Localization".
-       CVPR 2016.
+    See the module docstring for why a fraction of the maximum and not fixed gray levels.
     """
-    cam = _validate_map(cam)
-    threshold = _validate_unit_interval(threshold, "threshold")
+    cam = check_map(cam)
+    threshold = check_unit_interval(threshold, "threshold")
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if isinstance(connectivity, bool) or connectivity not in (4, 8):
@@ -402,7 +354,7 @@ def _validate_color(color: Sequence[int]) -> tuple[int, int, int]:
     """Return ``color`` as three ints in 0..255."""
     if isinstance(color, str) or not hasattr(color, "__len__") or len(color) != 3:
         raise ValueError(f"color must be an (r, g, b) triple, got {color!r}")
-    out = tuple(_coerce_coordinate(c, "color component") for c in color)
+    out = tuple(check_integral(c, "color component") for c in color)
     if not all(0 <= c <= 255 for c in out):
         raise ValueError(f"color components must be in 0..255, got {color!r}")
     return out  # type: ignore[return-value]
@@ -421,6 +373,34 @@ def _draw_label(image: np.ndarray, text: str, box: Box, color: tuple[int, int, i
     luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     ink = (0, 0, 0) if luma >= 128 else (255, 255, 255)
     cv2.putText(image, text, (box.x_min + 1, top + th + 1), font, scale, ink, weight, cv2.LINE_AA)
+
+
+def _canvas(image_rgb: np.ndarray) -> np.ndarray:
+    """A fresh C-contiguous ``uint8`` RGB copy to draw on (gray becomes three channels):
+    cv2 draws in place and needs contiguous memory, and the caller's array stays untouched."""
+    img = np.asarray(image_rgb)
+    if img.dtype != np.uint8:
+        raise ValueError(
+            f"image_rgb must be uint8, got {img.dtype}; convert explicitly "
+            "(e.g. np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1])"
+        )
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return np.array(img, dtype=np.uint8, order="C", copy=True)
+    raise ValueError(f"image_rgb must have shape (h, w, 3) or (h, w), got {img.shape}")
+
+
+def _one_label_per_box(labels: Sequence[str] | None, n_boxes: int) -> list[str]:
+    """The labels as strings, one per box ("" draws no tag)."""
+    if labels is None:
+        return [""] * n_boxes
+    if isinstance(labels, str):
+        raise ValueError("labels must be a sequence of strings, one per box, not a string")
+    label_list = [str(t) for t in labels]
+    if len(label_list) != n_boxes:
+        raise ValueError(f"got {len(label_list)} labels for {n_boxes} boxes")
+    return label_list
 
 
 def draw_boxes(
@@ -464,35 +444,14 @@ def draw_boxes(
     TypeError
         If a box is not box-like or ``thickness`` is not an integer.
     """
-    img = np.asarray(image_rgb)
-    if img.dtype != np.uint8:
-        raise ValueError(
-            f"image_rgb must be uint8, got {img.dtype}; convert explicitly "
-            "(e.g. np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1])"
-        )
-    if img.ndim == 2:
-        out = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 3:
-        # A C-contiguous copy: cv2 draws in place and needs contiguous memory, and the caller's
-        # array must stay untouched.
-        out = np.array(img, dtype=np.uint8, order="C", copy=True)
-    else:
-        raise ValueError(f"image_rgb must have shape (h, w, 3) or (h, w), got {img.shape}")
+    out = _canvas(image_rgb)
     box_list = as_boxes(boxes)
     rgb = _validate_color(color)
     if isinstance(thickness, bool) or not isinstance(thickness, numbers.Integral):
         raise TypeError(f"thickness must be an integer, got {type(thickness).__name__}")
     if thickness < 1:
         raise ValueError(f"thickness must be at least 1, got {thickness}")
-    if labels is None:
-        label_list: list[str] = [""] * len(box_list)
-    else:
-        if isinstance(labels, str):
-            raise ValueError("labels must be a sequence of strings, one per box, not a string")
-        label_list = [str(t) for t in labels]
-        if len(label_list) != len(box_list):
-            raise ValueError(f"got {len(label_list)} labels for {len(box_list)} boxes")
-
+    label_list = _one_label_per_box(labels, len(box_list))
     for box, text in zip(box_list, label_list, strict=True):
         if box.area == 0:
             continue

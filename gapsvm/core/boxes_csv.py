@@ -146,85 +146,103 @@ def read_boxes_csv(
         raise FileNotFoundError(f"images folder {os.fspath(images_dir)!r} does not exist")
     class_names = None if classes is None else [str(c) for c in classes]
     problems: list[tuple[int, str]] = []
-    sizes: dict[str, tuple[int, int] | None] = {}
+    sizes = _ImageSizes(root)
     out: dict[tuple[str, str], Annotation] = {}
     # utf-8-sig: spreadsheets often save a byte-order mark that would rename the first column.
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        if not header:
-            raise BoxesCSVError(csv_path, [(1, f"empty file; expected a header {CSV_COLUMNS}")])
-        missing = [c for c in CSV_COLUMNS if c not in header]
-        if missing:
-            raise BoxesCSVError(
-                csv_path,
-                [(1, f"missing column(s) {missing}; the header must have {list(CSV_COLUMNS)}")],
-            )
-        reader.fieldnames = header
+        _check_header(reader, csv_path)
         for row in reader:
             line = reader.line_num
-            filename = (row.get("filename") or "").strip()
-            label = (row.get("label") or "").strip()
-            if not filename:
-                problems.append((line, "filename is empty"))
-                continue
-            if not label:
-                problems.append((line, "label is empty"))
-                continue
-            if class_names is not None and label not in class_names:
-                problems.append(
-                    (line, f"label {label!r} is not a class of the model {class_names}")
-                )
-                continue
             try:
-                x0, y0, x1, y1 = (_coordinate(row.get(c), c) for c in CSV_COLUMNS[2:])
+                filename, label, box = _parse_row(row, class_names, inclusive_max)
+                hw = sizes.check(filename, box)
             except ValueError as exc:
-                problems.append((line, str(exc)))
-                continue
-            if inclusive_max:
-                x1, y1 = x1 + 1, y1 + 1
-            if x1 <= x0 or y1 <= y0:
-                problems.append(
-                    (line, f"box ({x0}, {y0}, {x1}, {y1}) is empty or inverted: x_max must "
-                           "exceed x_min and y_max exceed y_min (maxima are exclusive)")
-                )
-                continue
-            rel = Path(filename)
-            if rel.is_absolute() or ".." in rel.parts:
-                problems.append(
-                    (line, f"filename {filename!r} must be relative to the images folder")
-                )
-                continue
-            path = root / rel
-            if filename not in sizes:
-                if not path.is_file():
-                    sizes[filename] = None
-                    problems.append((line, f"unknown file {filename!r}: not found in {root}"))
-                    continue
-                try:
-                    sizes[filename] = read_image(path).shape[:2]
-                except ImageReadError as exc:
-                    sizes[filename] = None
-                    problems.append((line, f"image {filename!r} cannot be read: {exc.reason}"))
-                    continue
-            hw = sizes[filename]
-            if hw is None:
-                continue  # already reported on the file's first line
-            h, w = hw
-            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-                problems.append(
-                    (line, f"box ({x0}, {y0}, {x1}, {y1}) lies outside the {w}x{h} image "
-                           f"{filename!r} (0 <= x_min < x_max <= {w}, 0 <= y_min < y_max <= "
-                           f"{h}; maxima are exclusive)")
-                )
+                if str(exc):  # an empty reason: already reported on the file's first line
+                    problems.append((line, str(exc)))
                 continue
             ann = out.setdefault(
-                (filename, label), Annotation(filename, os.fspath(path), (h, w), label)
+                (filename, label), Annotation(filename, os.fspath(root / filename), hw, label)
             )
-            ann.boxes.append(Box(x0, y0, x1, y1))
+            ann.boxes.append(box)
             ann.lines.append(line)
     if problems:
         raise BoxesCSVError(csv_path, problems)
     if not out:
         raise BoxesCSVError(csv_path, [(1, "no boxes: the file has a header but no rows")])
     return list(out.values())
+
+
+def _check_header(reader: csv.DictReader, csv_path: str) -> None:
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not header:
+        raise BoxesCSVError(csv_path, [(1, f"empty file; expected a header {CSV_COLUMNS}")])
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise BoxesCSVError(
+            csv_path,
+            [(1, f"missing column(s) {missing}; the header must have {list(CSV_COLUMNS)}")],
+        )
+    reader.fieldnames = header
+
+
+def _parse_row(
+    row: dict[str, str | None], class_names: list[str] | None, inclusive_max: bool
+) -> tuple[str, str, Box]:
+    """``(filename, label, box)`` of one row; ValueError says what is wrong with it."""
+    filename = (row.get("filename") or "").strip()
+    label = (row.get("label") or "").strip()
+    if not filename:
+        raise ValueError("filename is empty")
+    if not label:
+        raise ValueError("label is empty")
+    if class_names is not None and label not in class_names:
+        raise ValueError(f"label {label!r} is not a class of the model {class_names}")
+    x0, y0, x1, y1 = (_coordinate(row.get(c), c) for c in CSV_COLUMNS[2:])
+    if inclusive_max:
+        x1, y1 = x1 + 1, y1 + 1
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(
+            f"box ({x0}, {y0}, {x1}, {y1}) is empty or inverted: x_max must exceed x_min "
+            "and y_max exceed y_min (maxima are exclusive)"
+        )
+    rel = Path(filename)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"filename {filename!r} must be relative to the images folder")
+    return filename, label, Box(x0, y0, x1, y1)
+
+
+class _ImageSizes:
+    """Each named image decoded once, for its size; a missing or unreadable file is reported
+    on its first line only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.sizes: dict[str, tuple[int, int] | None] = {}
+
+    def _size(self, filename: str) -> tuple[int, int]:
+        if filename in self.sizes:
+            hw = self.sizes[filename]
+            if hw is None:
+                raise ValueError("")
+            return hw
+        path = self.root / filename
+        self.sizes[filename] = None
+        if not path.is_file():
+            raise ValueError(f"unknown file {filename!r}: not found in {self.root}")
+        try:
+            hw = read_image(path).shape[:2]
+        except ImageReadError as exc:
+            raise ValueError(f"image {filename!r} cannot be read: {exc.reason}") from None
+        self.sizes[filename] = hw
+        return hw
+
+    def check(self, filename: str, box: Box) -> tuple[int, int]:
+        """The image's (height, width); ValueError if ``box`` does not lie inside it."""
+        h, w = self._size(filename)
+        if box.x_min < 0 or box.y_min < 0 or box.x_max > w or box.y_max > h:
+            raise ValueError(
+                f"box {box.as_tuple()} lies outside the {w}x{h} image {filename!r} "
+                f"(0 <= x_min < x_max <= {w}, 0 <= y_min < y_max <= {h}; maxima are exclusive)"
+            )
+        return h, w

@@ -5,7 +5,7 @@ Layout::
     <cache_dir>/v1/<backbone key>/<size>/<k[0:2]>/<k>.joblib
 
 - ``backbone key`` is ``<name>-<layer>-<weights content sha256[:20]>-<precision>``
-  (:attr:`gapsvm.backbone.Backbone.key`), so other weights, layers or precisions never hit;
+  (:attr:`gapsvm.network.backbone.Backbone.key`), so other weights, layers or precisions never hit;
 - ``size`` spells the input size (``224x224``, ``native``, ``x2``);
 - ``k`` is the sha256 of the image's encoded bytes (a file) or of its pixels, shape and dtype
   (an array), together with :data:`PREPROCESS_VERSION`, bumped whenever decoding or resizing
@@ -41,6 +41,7 @@ import joblib
 import numpy as np
 
 from gapsvm.utils.atomic import atomic_write
+from gapsvm.utils.home import gapsvm_home
 from gapsvm.utils.safe_load import UnsafeFileError, safe_joblib_load
 
 __all__ = [
@@ -117,9 +118,9 @@ class FeatureCache:
     root : str or path-like
         The cache folder; created on first write.
     backbone_key : str
-        :attr:`gapsvm.backbone.Backbone.key`.
+        :attr:`gapsvm.network.backbone.Backbone.key`.
     size_key : str
-        The input size as :func:`gapsvm.images.format_size` spells it.
+        The input size as :func:`gapsvm.core.sizes.format_size` spells it.
     """
 
     def __init__(self, root: str | os.PathLike, backbone_key: str, size_key: str) -> None:
@@ -266,8 +267,6 @@ def _file_signature(path: str | Path) -> tuple[int, int, int] | None:
 def resolve_cache_dir(cache_dir: Any) -> Path | None:
     """Turn a ``cache_dir`` parameter into a folder: ``"auto"`` is ``$GAPSVM_HOME/features``,
     ``None`` or ``False`` disables caching."""
-    from gapsvm.utils.home import gapsvm_home
-
     if cache_dir is None or cache_dir is False:
         return None
     if isinstance(cache_dir, str) and cache_dir == "auto":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -49,78 +50,113 @@ class ImageReadError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
-def _image_dims_from_header(data: bytes | memoryview) -> tuple[int, int] | None:
+# Each reader gets the whole buffer and returns (height, width), or None when the header is
+# damaged; only the bytes that hold the size are touched, whatever the file size.
+Dims = tuple[int, int] | None
+
+
+def _png_dims(data: memoryview) -> Dims:
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+
+
+def _jpeg_dims(data: memoryview) -> Dims:
+    n, i = len(data), 2
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xDA:  # start of scan: a frame header can only come before it
+            return None
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(
+                data[i + 7 : i + 9], "big"
+            )
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def _gif_dims(data: memoryview) -> Dims:
+    return int.from_bytes(data[8:10], "little"), int.from_bytes(data[6:8], "little")
+
+
+def _bmp_dims(data: memoryview) -> Dims:
+    if int.from_bytes(data[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER
+        return int.from_bytes(data[20:22], "little"), int.from_bytes(data[18:20], "little")
+    w = int.from_bytes(data[18:22], "little", signed=True)
+    h = int.from_bytes(data[22:26], "little", signed=True)  # negative: top-down rows
+    return abs(h), abs(w)
+
+
+def _webp_dims(data: memoryview) -> Dims:
+    chunk = bytes(data[12:16])
+    if chunk == b"VP8X":
+        w = int.from_bytes(data[24:27], "little") + 1
+        return int.from_bytes(data[27:30], "little") + 1, w
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if chunk == b"VP8 ":
+        w = int.from_bytes(data[26:28], "little") & 0x3FFF
+        return int.from_bytes(data[28:30], "little") & 0x3FFF, w
+    return None
+
+
+def _tiff_dims(data: memoryview) -> Dims:
+    n = len(data)
+    order = "little" if bytes(data[:2]) == b"II" else "big"
+    ifd = int.from_bytes(data[4:8], order)
+    if ifd + 2 > n:
+        return None
+    dims: dict[int, int] = {}
+    count = int.from_bytes(data[ifd : ifd + 2], order)
+    for e in range(ifd + 2, min(ifd + 2 + 12 * count, n - 11), 12):
+        tag = int.from_bytes(data[e : e + 2], order)
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+            short = int.from_bytes(data[e + 2 : e + 4], order) == 3
+            dims[tag] = int.from_bytes(data[e + 8 : e + 10 if short else e + 12], order)
+    return (dims[257], dims[256]) if len(dims) == 2 else None
+
+
+def _pnm_dims(data: memoryview) -> Dims:
+    tokens: list[bytes] = []
+    for line in bytes(data[2:512]).split(b"\n"):
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            break
+    if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
+        return int(tokens[1]), int(tokens[0])
+    return None
+
+
+#: (is this the format, given its first 12 bytes and the length; its size reader).
+_HEADER_READERS: tuple[tuple[Callable[[bytes, int], bool], Callable[[memoryview], Dims]], ...] = (
+    (lambda sig, n: sig[:8] == b"\x89PNG\r\n\x1a\n" and n >= 24, _png_dims),
+    (lambda sig, n: sig[:2] == b"\xff\xd8", _jpeg_dims),
+    (lambda sig, n: sig[:6] in (b"GIF87a", b"GIF89a") and n >= 10, _gif_dims),
+    (lambda sig, n: sig[:2] == b"BM" and n >= 26, _bmp_dims),
+    (lambda sig, n: sig[:4] == b"RIFF" and sig[8:12] == b"WEBP" and n >= 30, _webp_dims),
+    (lambda sig, n: sig[:4] in (b"II*\x00", b"MM\x00*") and n >= 8, _tiff_dims),
+    (lambda sig, n: sig[:1] == b"P" and sig[1:2] in b"123456" and sig[2:3].isspace(),
+     _pnm_dims),
+)  # fmt: skip
+
+
+def _image_dims_from_header(data: bytes | memoryview) -> Dims:
     """Return (height, width) from the header of a PNG, JPEG, GIF, BMP, WebP, TIFF or PNM
     file, or None if the format or header is not recognised.
 
-    Cheap guard against decompression bombs: read before OpenCV allocates anything. Only the
-    bytes that hold the size are touched, whatever the file size.
+    Cheap guard against decompression bombs: read before OpenCV allocates anything.
     """
-    n = len(data)
+    data = memoryview(data)
     sig = bytes(data[:12])
-    if sig[:8] == b"\x89PNG\r\n\x1a\n" and n >= 24:
-        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
-    if sig[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < n:
-            if data[i] != 0xFF:
-                i += 1
-                continue
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-                i += 1 if marker == 0xFF else 2
-                continue
-            if marker == 0xDA:  # start of scan: a frame header can only come before it
-                return None
-            seg_len = int.from_bytes(data[i + 2 : i + 4], "big")
-            # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                h = int.from_bytes(data[i + 5 : i + 7], "big")
-                w = int.from_bytes(data[i + 7 : i + 9], "big")
-                return h, w
-            i += 2 + seg_len
-        return None
-    if sig[:6] in (b"GIF87a", b"GIF89a") and n >= 10:
-        return int.from_bytes(data[8:10], "little"), int.from_bytes(data[6:8], "little")
-    if sig[:2] == b"BM" and n >= 26:
-        if int.from_bytes(data[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER
-            return int.from_bytes(data[20:22], "little"), int.from_bytes(data[18:20], "little")
-        w = int.from_bytes(data[18:22], "little", signed=True)
-        h = int.from_bytes(data[22:26], "little", signed=True)  # negative: top-down rows
-        return abs(h), abs(w)
-    if sig[:4] == b"RIFF" and sig[8:12] == b"WEBP" and n >= 30:
-        chunk = bytes(data[12:16])
-        if chunk == b"VP8X":
-            w = int.from_bytes(data[24:27], "little") + 1
-            return int.from_bytes(data[27:30], "little") + 1, w
-        if chunk == b"VP8L":
-            bits = int.from_bytes(data[21:25], "little")
-            return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
-        if chunk == b"VP8 ":
-            w = int.from_bytes(data[26:28], "little") & 0x3FFF
-            return int.from_bytes(data[28:30], "little") & 0x3FFF, w
-        return None
-    if sig[:4] in (b"II*\x00", b"MM\x00*") and n >= 8:
-        order = "little" if sig[:2] == b"II" else "big"
-        ifd = int.from_bytes(data[4:8], order)
-        if ifd + 2 > n:
-            return None
-        dims: dict[int, int] = {}
-        count = int.from_bytes(data[ifd : ifd + 2], order)
-        for e in range(ifd + 2, min(ifd + 2 + 12 * count, n - 11), 12):
-            tag = int.from_bytes(data[e : e + 2], order)
-            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
-                short = int.from_bytes(data[e + 2 : e + 4], order) == 3
-                dims[tag] = int.from_bytes(data[e + 8 : e + 10 if short else e + 12], order)
-        return (dims[257], dims[256]) if len(dims) == 2 else None
-    if sig[:1] == b"P" and sig[1:2] in b"123456" and sig[2:3].isspace():
-        tokens = []
-        for line in bytes(data[2:512]).split(b"\n"):
-            tokens += line.split(b"#", 1)[0].split()
-            if len(tokens) >= 2:
-                break
-        if len(tokens) >= 2 and tokens[0].isdigit() and tokens[1].isdigit():
-            return int(tokens[1]), int(tokens[0])
+    for is_format, read_dims in _HEADER_READERS:
+        if is_format(sig, len(data)):
+            return read_dims(data)
     return None
 
 

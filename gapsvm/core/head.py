@@ -22,7 +22,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 __all__ = [
     "GapHead",
     "NotLinearError",
+    "classifier_or_default",
     "effective_linear",
+    "materialize_default_classifier",
 ]
 
 
@@ -142,8 +144,9 @@ def effective_linear(
 
 def _head_has(attr: str):
     def check(self: GapHead) -> bool:
-        est = self.classifier_ if hasattr(self, "classifier_") else self._classifier()
-        return hasattr(est, attr)
+        if hasattr(self, "classifier_"):
+            return hasattr(self.classifier_, attr)
+        return hasattr(classifier_or_default(self.classifier), attr)
 
     return check
 
@@ -177,12 +180,9 @@ class GapHead(ClassifierMixin, BaseEstimator):
     def __init__(self, classifier: Any = None) -> None:
         self.classifier = classifier
 
-    def _classifier(self) -> Any:
-        return LinearSVC() if self.classifier is None else self.classifier
-
     def set_params(self, **params: Any) -> GapHead:
         """Set parameters; ``classifier__C=...`` works on the default ``LinearSVC()`` too."""
-        _materialize_default(self, params)
+        materialize_default_classifier(self, params)
         return super().set_params(**params)
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GapHead:
@@ -202,7 +202,7 @@ class GapHead(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         kw = {} if sample_weight is None else {"sample_weight": sample_weight}
-        self.classifier_ = clone(self._classifier()).fit(X, y, **kw)
+        self.classifier_ = clone(classifier_or_default(self.classifier)).fit(X, y, **kw)
         self.classes_ = self.classifier_.classes_
         self.cam_coef_ = self.cam_intercept_ = self.linear_error_ = None
         try:
@@ -251,7 +251,21 @@ class GapHead(ClassifierMixin, BaseEstimator):
         return self.classifier_.predict_log_proba(validate_data(self, X, reset=False))
 
 
-def _materialize_default(est: Any, params: dict[str, Any]) -> None:
+def classifier_or_default(classifier: Any) -> Any:
+    """The classifier a head fits: ``classifier`` itself, or a fresh ``LinearSVC()`` for None."""
+    return LinearSVC() if classifier is None else classifier
+
+
+def materialize_default_classifier(est: Any, params: dict[str, Any]) -> None:
+    """Make ``est.classifier=None`` a real ``LinearSVC()`` before nested ``classifier__*`` params.
+
+    Parameters
+    ----------
+    est : estimator
+        An estimator with a ``classifier`` parameter (``GapHead``, ``GapClassifier``).
+    params : dict
+        The parameters about to be set; edited in place when it holds ``classifier=None``.
+    """
     # `classifier=None` stands for LinearSVC(); nested `classifier__C` must reach a real
     # estimator, and a fresh one per call so no default instance is ever shared and mutated.
     if not any(k.startswith("classifier__") for k in params):

@@ -12,67 +12,24 @@ from sklearn.utils.validation import check_is_fitted
 
 from gapsvm.core import validation as val
 from gapsvm.core.cam import class_activation_map, normalize_cam, upsample_cam
-from gapsvm.core.head import GapHead, _materialize_default
+from gapsvm.core.head import GapHead, classifier_or_default, materialize_default_classifier
 from gapsvm.estimator.explanation import Explanation
 from gapsvm.estimator.targets import resolve_targets
 from gapsvm.network.extraction import ExtractionResult
-from gapsvm.network.featurizer import GapFeaturizer, stack_if_same
+from gapsvm.network.featurizer import FEATURIZER_PARAMS, GapFeaturizer, stack_if_same
 
 __all__ = [
     "GapClassifier",
 ]
 
 
-_FEATURIZER_PARAMS = (
-    "backbone", "weights", "input_size", "precision", "batch_size", "cache_dir", "cache_maps",
-    "verbose",
-)  # fmt: skip
-
-
 def _head_has(attr: str):
     def check(self: GapClassifier) -> bool:
         if hasattr(self, "head_"):
             return hasattr(self.head_, attr)
-        return hasattr(GapHead(self.classifier)._classifier(), attr)
+        return hasattr(classifier_or_default(self.classifier), attr)
 
     return check
-
-
-def _check_two_classes(y: np.ndarray) -> None:
-    if len(np.unique(y)) < 2:
-        raise ValueError(
-            f"need at least two classes to train a classifier, got only {np.unique(y)!r}"
-        )
-
-
-def _check_same_features(model: GapClassifier, metadata: dict[str, Any]) -> None:
-    """Refuse features that this model's own parameters would not produce.
-
-    Checked from names alone, without building the backbone: ``weights="imagenet"`` and
-    ``weights=None`` have known names; a weights file is checked by content hash when the
-    model is used or loaded.
-    """
-    from gapsvm.core.sizes import format_size
-
-    got = (metadata.get("weights") or {}).get("name")
-    want = None
-    if model.weights is None:
-        want = "random("
-    elif model.weights == "imagenet":
-        want = "imagenet"
-    if got is not None and want is not None and not str(got).startswith(want):
-        raise ValueError(
-            f"the features were computed with weights {got!r}, but this model has "
-            f"weights={model.weights!r}; use the weights the features came from"
-        )
-    size = metadata.get("input_size")
-    mine = format_size(val.check_input_size(model.input_size))
-    if size is not None and size != mine:
-        raise ValueError(
-            f"the features were computed at input size {size}, but this model has "
-            f"input_size {mine}; set input_size to match (change it after fitting to "
-            "explain other sizes)"
-        )
 
 
 class GapClassifier(ClassifierMixin, BaseEstimator):
@@ -100,8 +57,8 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         applies to whole photographs.
     precision : {"float32", "bfloat16"}, default="float32"
         ``"bfloat16"`` (Keras' ``mixed_bfloat16``) is the fast choice on CPUs with bfloat16
-        instructions: about 6x float32's speed with Intel AMX, 2x with AVX512-BF16 alone,
-        same accuracy, CAMs correlating >= 0.999 with float32's (``benchmarks/README.md``).
+        instructions; its speed, accuracy and CAM agreement with float32 are measured in
+        ``benchmarks/README.md``.
     batch_size : int, default=16
     cache_dir : path, "auto" or None, default="auto"
         ``"auto"`` is ``$GAPSVM_HOME/features``; None disables the cache.
@@ -119,6 +76,11 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
     feature_meta_ : dict
         What produced the training features: backbone, layer, stride, weights identity
         (name and content hash), precision, input size, preprocessing and gapsvm versions.
+    training_info_ : dict
+        Set only by :func:`gapsvm.workflows.training.train_from_features` (``gapsvm
+        train``): ``n_images``, ``features_file``, ``classifier`` (its repr) and, when
+        cross-validation ran,
+        ``cv_folds``, ``cv_accuracy_mean``, ``cv_accuracy_std`` and ``cv_scores``.
 
     See Also
     --------
@@ -158,13 +120,13 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
 
     def set_params(self, **params: Any) -> GapClassifier:
         """Set parameters; ``classifier__C=...`` works on the default ``LinearSVC()`` too."""
-        _materialize_default(self, params)
+        materialize_default_classifier(self, params)
         return super().set_params(**params)
 
     # -- features ----------------------------------------------------------------------
     def featurizer(self) -> GapFeaturizer:
         """A fitted :class:`GapFeaturizer` with this model's current featurizer parameters."""
-        return GapFeaturizer(**{p: getattr(self, p) for p in _FEATURIZER_PARAMS}).fit()
+        return GapFeaturizer(**{p: getattr(self, p) for p in FEATURIZER_PARAMS}).fit()
 
     def extract(
         self,
@@ -234,8 +196,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             Labels of the wrong length, or fewer than two classes.
         """
         sources, _ = val.check_images(X)
-        y = val.check_labels(y, len(sources))
-        _check_two_classes(y)  # before the network runs, not after
+        y = val.check_labels(y, len(sources), min_classes=2)  # before the network runs
         fz = self.featurizer()
         res = fz.extract(sources)
         return self.fit_features(res.gap, y, fz.metadata())
@@ -257,14 +218,8 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         self : GapClassifier
         """
         features = np.asarray(features)
-        y = val.check_labels(y, len(features))
-        if metadata.get("backbone") != self.backbone:
-            raise ValueError(
-                f"features come from backbone {metadata.get('backbone')!r}, this model uses "
-                f"{self.backbone!r}"
-            )
-        _check_two_classes(y)
-        _check_same_features(self, metadata)
+        y = val.check_labels(y, len(features), min_classes=2)
+        val.check_features_match(metadata, self.backbone, self.weights, self.input_size)
         self.head_ = GapHead(self.classifier).fit(features, y)
         self.classes_ = self.head_.classes_
         self.feature_meta_ = dict(metadata)
@@ -365,24 +320,20 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             return [class_activation_map(m, w) for w in W]
 
         res = self.extract(X, maps=True, input_size=input_size, on_error=on_error,
-                            map_fn=reduce)
+                           map_fn=reduce)
         ok = res.ok
-        n = len(ok)
-        scores = np.full((n, len(self.classes_)), np.nan)
-        predicted = np.empty(n, dtype=self.classes_.dtype)
+        scores = np.full((len(ok), len(self.classes_)), np.nan)
+        predicted = np.empty(len(ok), dtype=self.classes_.dtype)
         if ok.any():
             gap = res.gap if ok.all() else res.gap[ok]  # one copy at most, for many images
             scores[ok] = self.class_scores(gap)
             predicted[ok] = self.head_.predict(gap)
-        if target is None:
-            tgt = np.full(n, -1)
+        if known is None:
+            tgt = np.full(len(ok), -1)
             tgt[ok] = resolve_targets(None, self.classes_, predicted[ok], int(ok.sum()))
+            cams = [None if c is None else c[t] for c, t in zip(res.maps, tgt, strict=True)]
         else:
-            tgt = known
-        cams: list[np.ndarray | None] = [
-            None if c is None else (c if known is not None else c[t])
-            for c, t in zip(res.maps, tgt, strict=True)
-        ]
+            tgt, cams = np.where(ok, known, -1), res.maps
         return Explanation(
             cams=cams, classes=self.classes_, target=tgt, predicted=predicted, scores=scores,
             intercepts=b, image_hw=res.image_hw, input_hw=res.input_hw, errors=res.errors,

@@ -3,7 +3,9 @@ returns: feature-resolution CAMs with everything needed to draw and judge them."
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,20 @@ class Explanation:
     image_hw: list[tuple[int, int] | None]
     input_hw: list[tuple[int, int] | None]
     errors: list[ImageReadError] = field(default_factory=list)
+
+    #: The keys of the dict that ``explain`` returned before gapsvm 0.2.
+    _DICT_KEYS = ("cams", "target", "predicted", "scores", "intercepts", "image_hw",
+                  "input_hw", "errors", "ok")
+
+    def __getitem__(self, key: str) -> Any:
+        """``explanation["cams"]`` as before gapsvm 0.2 (deprecated: use the attribute)."""
+        if key not in self._DICT_KEYS:
+            raise KeyError(key)
+        warnings.warn(
+            f"explain() returns an Explanation: use .{key} instead of [{key!r}]",
+            DeprecationWarning, stacklevel=2,
+        )
+        return getattr(self, key)
 
     def __len__(self) -> int:
         return len(self.cams)

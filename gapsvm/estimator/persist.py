@@ -20,6 +20,7 @@ from gapsvm._version import __version__
 from gapsvm.utils.atomic import atomic_write
 
 __all__ = [
+    "GAPSVM_TYPES",
     "ModelLoadError",
     "load_model",
     "save_model",
@@ -31,21 +32,34 @@ class ModelLoadError(ValueError):
     """A model file is unsafe, damaged, from a newer gapsvm, or its weights do not match."""
 
 
+#: gapsvm's own classes a model file may hold, by name, so this module imports none of them
+#: (``GapClassifier.save`` calls it). gapsvm 0.1 saved them under its flat modules' names;
+#: those still load, through the old import paths ``gapsvm._legacy`` keeps.
+GAPSVM_TYPES = (
+    "gapsvm.estimator.classifier.GapClassifier",
+    "gapsvm.network.featurizer.GapFeaturizer",
+    "gapsvm.core.head.GapHead",
+    "gapsvm.estimator.GapClassifier",
+    "gapsvm.featurizer.GapFeaturizer",
+    "gapsvm.head.GapHead",
+)
+
+
+#: The class :func:`load_model` returns (or a subclass of it).
+_CLASSIFIER = "gapsvm.estimator.classifier.GapClassifier"
+
+
 @lru_cache(maxsize=1)
 def trusted_types() -> frozenset[str]:
     """Fully qualified names of the types a ``.skops`` model file may contain.
 
-    gapsvm's estimators, every scikit-learn estimator (``sklearn.utils.all_estimators``) and
-    the few numpy/scipy helpers their fitted state uses.
+    gapsvm's estimators (:data:`GAPSVM_TYPES`, their current and their 0.1 names), every
+    scikit-learn estimator (``sklearn.utils.all_estimators``) and the few numpy/scipy
+    helpers their fitted state uses.
     """
-    import sklearn
     from sklearn.utils import all_estimators
 
-    from gapsvm.core.head import GapHead
-    from gapsvm.estimator.classifier import GapClassifier
-    from gapsvm.network.featurizer import GapFeaturizer
-
-    names = {f"{c.__module__}.{c.__qualname__}" for c in (GapClassifier, GapFeaturizer, GapHead)}
+    names = set(GAPSVM_TYPES)
     for _, cls in all_estimators():
         names.add(f"{cls.__module__}.{cls.__qualname__}")
     names.update(
@@ -58,8 +72,11 @@ def trusted_types() -> frozenset[str]:
             "sklearn.pipeline.Pipeline",
         }
     )  # fmt: skip
-    assert sklearn  # imported for its side effect of registering estimators
     return frozenset(names)
+
+
+def _is_classifier(model: Any) -> bool:
+    return any(f"{c.__module__}.{c.__qualname__}" == _CLASSIFIER for c in type(model).__mro__)
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -142,8 +159,6 @@ def load_model(
         Unsafe or unexpected content (names the type), a damaged file, a file written by a
         newer gapsvm, or weights whose hash differs.
     """
-    from gapsvm.estimator.classifier import GapClassifier
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
@@ -177,7 +192,7 @@ def load_model(
             model = sio.load(path, trusted=sorted(found))
         except Exception as exc:
             raise ModelLoadError(f"{path} could not be loaded: {exc}") from None
-    if not isinstance(model, GapClassifier):
+    if not _is_classifier(model):
         raise ModelLoadError(f"{path} holds a {type(model).__name__}, not a GapClassifier")
     meta = getattr(model, "feature_meta_", None)
     if not isinstance(meta, dict) or "weights" not in meta:

@@ -1,18 +1,18 @@
 """Feature extraction sharded over a Dask distributed cluster.
 
-Extraction is gapsvm's one expensive step (VGG16 on CPU: tens of images per second per
-machine), and it is embarrassingly parallel. :func:`extract_distributed` cuts the image list
-into chunks and runs each chunk as one Dask task; the client puts the results back in input
-order and returns the same :class:`~gapsvm.featurizer.ExtractionResult` that
-:meth:`GapFeaturizer.extract <gapsvm.featurizer.GapFeaturizer.extract>` returns. Dask does
-the scheduling, load balancing and recovery: gapsvm adds no scheduler of its own.
+Extraction is gapsvm's one expensive step, and it is embarrassingly parallel.
+:func:`extract_distributed` cuts the image list into chunks and runs each chunk as one Dask
+task; the client puts the results back in input order and returns the same
+:class:`~gapsvm.network.extraction.ExtractionResult` that :meth:`GapFeaturizer.extract
+<gapsvm.network.featurizer.GapFeaturizer.extract>` returns. Dask does the scheduling, load
+balancing and recovery: gapsvm adds no scheduler of its own.
 
 How the work is split:
 
 - A task is a chunk of ``chunk_size`` images. On its worker it calls
-  :func:`~gapsvm.backbone.get_backbone`, which builds the network once per worker *process*
+  :func:`~gapsvm.network.backbone.get_backbone`, which builds the network once per worker *process*
   and reuses it for every later chunk, then runs the same engine as a single-process run
-  (:func:`~gapsvm.featurizer.iter_features`).
+  (:func:`~gapsvm.network.extraction.iter_features`).
 - Workers write every image to the feature cache (maps included, as ``cache_maps`` says) with
   the cache's atomic writes, and send back only GAP vectors, sizes and read errors. The
   cache directory must therefore be on storage every worker sees at the same path (NFS, a
@@ -40,11 +40,9 @@ it starts in a process, so they must be in the worker's environment before the f
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,50 +53,54 @@ from gapsvm.core import validation as val
 from gapsvm.core.cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
 from gapsvm.core.decode import ImageReadError
 from gapsvm.core.sizes import format_size
-from gapsvm.network.extraction import ExtractionResult, iter_features, raise_read_errors
-from gapsvm.network.featurizer import GapFeaturizer, check_featurizer_params
+from gapsvm.network.backbone.build import Backbone, built_backbones, get_backbone
+from gapsvm.network.dask_cluster import (
+    busy_threads,
+    dask_client,
+    import_dask,
+    local_cluster,
+    worker_env,
+)
+from gapsvm.network.extraction import (
+    ON_ERROR,
+    ExtractionResult,
+    collect,
+    iter_features,
+    raise_read_errors,
+)
+from gapsvm.network.featurizer import (
+    FEATURIZER_PARAMS,
+    GapFeaturizer,
+    check_featurizer_params,
+    features_metadata,
+)
+from gapsvm.utils.checks import check_choice, check_int
 from gapsvm.utils.progress import progress_bar
 
 if TYPE_CHECKING:  # dask is an optional dependency (the ``dask`` extra)
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
 __all__ = [
     "DistributedExtractionResult",
     "dask_client",
     "extract_distributed",
     "local_cluster",
+    "tf_busy_threads",
     "warm_up_workers",
     "worker_env",
+    "worker_params",
 ]
-
-
-#: The featurizer parameters a worker needs (a GapFeaturizer's, also a GapClassifier's).
-FEATURIZER_PARAMS = (
-    "backbone", "weights", "input_size", "precision", "batch_size", "cache_dir", "cache_maps",
-    "verbose",
-)  # fmt: skip
-
-
-_INSTALL_HINT = "distributed extraction needs Dask: pip install 'gapsvm[dask]'"
-
-
-def _import_distributed():
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ImportError(f"{_INSTALL_HINT} ({exc})") from None
-    return distributed
 
 
 @dataclass
 class DistributedExtractionResult(ExtractionResult):
-    """An :class:`~gapsvm.featurizer.ExtractionResult` (``maps`` is always None) plus what the
-    workers reported.
+    """An :class:`~gapsvm.network.extraction.ExtractionResult` (``maps`` is always None) plus
+    what the workers reported.
 
     Attributes
     ----------
     metadata : dict
-        What :meth:`GapFeaturizer.metadata <gapsvm.featurizer.GapFeaturizer.metadata>` gives
+        What :meth:`GapFeaturizer.metadata <gapsvm.network.featurizer.GapFeaturizer.metadata>` gives
         (backbone, layer, weights identity, precision, input size, versions), as the workers
         built it, so the client needs no backbone of its own.
     chunks : list of dict
@@ -126,7 +128,7 @@ def _params_of(featurizer: Any) -> dict[str, Any]:
     return params
 
 
-def _for_workers(params: dict[str, Any], size: Any) -> dict[str, Any]:
+def worker_params(params: dict[str, Any], size: Any) -> dict[str, Any]:
     """Parameters as a worker must see them: paths absolute, the cache folder resolved here."""
     w = params["weights"]
     if w is not None and w != "imagenet":
@@ -143,15 +145,11 @@ def _for_workers(params: dict[str, Any], size: Any) -> dict[str, Any]:
     }
 
 
-def _worker_backbone(p: dict[str, Any]):
-    from gapsvm.network.backbone.build import get_backbone
-
+def _worker_backbone(p: dict[str, Any]) -> Backbone:
     return get_backbone(p["backbone"], p["weights"], p["precision"])
 
 
-def _worker_info(bb: Any) -> dict[str, Any]:
-    from gapsvm.network.backbone import build as backbone_module
-
+def _worker_info(bb: Backbone) -> dict[str, Any]:
     try:
         from distributed import get_worker
 
@@ -162,7 +160,7 @@ def _worker_info(bb: Any) -> dict[str, Any]:
         "worker": address,
         "pid": os.getpid(),
         "backbone_id": id(bb),
-        "n_backbones": len(backbone_module._BACKBONES),
+        "n_backbones": len(built_backbones()),
         "images_run": bb.images_run,
         "backbone_key": bb.key,
         "backbone_metadata": bb.metadata(),
@@ -183,31 +181,20 @@ def _run_chunk(
         None if p["cache_root"] is None
         else FeatureCache(p["cache_root"], bb.key, format_size(size))
     )
-    n = len(sources)
-    gap = np.full((n, bb.spec.channels), np.nan, dtype=np.float32)
-    image_hw: list[tuple[int, int] | None] = [None] * n
-    input_hw: list[tuple[int, int] | None] = [None] * n
-    errors: list[tuple[int, str]] = []
-    n_computed = 0
-    for r in iter_features(
+    results = iter_features(
         sources, bb, input_size=size, cache=cache, batch_size=p["batch_size"],
         want_maps=False, cache_maps=p["cache_maps"], names=names,
-    ):
-        if r.error is not None:
-            errors.append((r.index, r.error.reason))
-        else:
-            gap[r.index] = r.gap
-            image_hw[r.index] = r.image_hw
-            input_hw[r.index] = r.input_hw
-            n_computed += not r.cached
+    )
+    res = collect(results, len(sources), bb.spec.channels)
     return {
         "start": start,
-        "n": n,
-        "gap": gap,
-        "image_hw": image_hw,
-        "input_hw": input_hw,
-        "errors": errors,
-        "n_computed": n_computed,
+        "n": len(sources),
+        "gap": res.gap,
+        "image_hw": res.image_hw,
+        "input_hw": res.input_hw,
+        # Plain (index, reason) pairs travel back; the client rebuilds the errors.
+        "errors": [(e.index, e.reason) for e in res.errors],
+        "n_computed": res.n_computed,
         "seconds": time.perf_counter() - t0,
         **_worker_info(bb),
     }
@@ -243,6 +230,95 @@ def _check_same_network(
         )
 
 
+def _fitted_sha(featurizer: Any) -> str | None:
+    """The weights hash a fitted GapFeaturizer recorded, which every worker must match."""
+    if isinstance(featurizer, GapFeaturizer) and hasattr(featurizer, "weights_id_"):
+        return featurizer.weights_id_["sha256"]
+    return None
+
+
+#: What each chunk record in :attr:`DistributedExtractionResult.chunks` keeps.
+_RECORD_KEYS = ("start", "n", "n_computed", "seconds", "worker", "pid", "backbone_id",
+                "images_run")
+
+
+class _Merged:
+    """The client's side: chunk outputs put back in input order, the workers' network checked
+    against the first chunk's (and the fitted hash)."""
+
+    def __init__(self, names: list[str], fitted_sha: str | None) -> None:
+        n = len(names)
+        self.names, self.fitted_sha = names, fitted_sha
+        self.gap: np.ndarray | None = None
+        self.image_hw: list[tuple[int, int] | None] = [None] * n
+        self.input_hw: list[tuple[int, int] | None] = [None] * n
+        self.errors: dict[int, ImageReadError] = {}
+        self.records: list[dict[str, Any]] = []
+        self.reference: dict[str, Any] | None = None
+        self.n_computed = 0
+
+    def add(self, out: dict[str, Any]) -> None:
+        _check_same_network(out, self.reference, self.fitted_sha)
+        self.reference = self.reference or out
+        j, m = out["start"], out["n"]
+        if self.gap is None:
+            self.gap = np.full((len(self.names), out["gap"].shape[1]), np.nan, np.float32)
+        self.gap[j : j + m] = out["gap"]
+        self.image_hw[j : j + m] = out["image_hw"]
+        self.input_hw[j : j + m] = out["input_hw"]
+        for i, reason in out["errors"]:
+            err = ImageReadError(self.names[j + i], reason)
+            err.index = j + i
+            self.errors[j + i] = err
+        self.n_computed += out["n_computed"]
+        self.records.append({k: out[k] for k in _RECORD_KEYS})
+
+    def result(self, size: Any) -> DistributedExtractionResult:
+        assert self.gap is not None and self.reference is not None  # n >= 1: a chunk came
+        return DistributedExtractionResult(
+            gap=self.gap, maps=None, image_hw=self.image_hw, input_hw=self.input_hw,
+            errors=[self.errors[i] for i in sorted(self.errors)], n_computed=self.n_computed,
+            metadata=features_metadata(self.reference["backbone_metadata"], size),
+            chunks=sorted(self.records, key=lambda r: r["start"]),
+        )
+
+
+def _submit_chunks(
+    client: Client, p: dict[str, Any], work: list[Any], names: list[str], chunk_size: int,
+    retries: int,
+) -> dict[Any, int]:
+    """One Dask task per chunk: future -> its first position. Keys name the chunk (the tests
+    and dashboards find them by it) and are unique per run."""
+    return {
+        client.submit(
+            _run_chunk, p, j, work[j : j + chunk_size], names[j : j + chunk_size],
+            retries=int(retries), pure=False, key=f"gapsvm-chunk-{j}-{os.urandom(6).hex()}",
+        ): j
+        for j in range(0, len(work), chunk_size)
+    }
+
+
+def _gather(
+    client: Client, futures: dict[Any, int], merged: _Merged, progress: Callable[[int], Any]
+) -> None:
+    """Merge each chunk as it finishes; on an error or an interrupt, cancel the rest."""
+    import distributed
+
+    try:
+        # Collected as they finish and released at once: a worker that dies later cannot
+        # take finished results down with it. loop=: as_completed otherwise fetches on the
+        # loop of the *default* client, and with a second client in this process that is
+        # another thread's connection: Tornado's buffers break and the run hangs.
+        ac = distributed.as_completed(futures, with_results=True, loop=client.loop)
+        for fut, out in ac:
+            del futures[fut]
+            merged.add(out)
+            progress(out["n"])
+    finally:
+        if futures:  # do not leave the cluster busy for nothing
+            client.cancel(list(futures))
+
+
 def extract_distributed(
     featurizer: GapFeaturizer | Mapping[str, Any] | Any,
     X: Any,
@@ -272,7 +348,7 @@ def extract_distributed(
         scheduling overhead (a few ms each), much larger ones balance load worse.
     on_error : {"raise", "skip"}, default="raise"
         As for :meth:`GapFeaturizer.extract`: ``"raise"`` computes and caches every readable
-        image first, then raises the first :class:`~gapsvm.images.ImageReadError`.
+        image first, then raises the first :class:`~gapsvm.core.decode.ImageReadError`.
     input_size : default="fit"
         Override the featurizer's ``input_size`` for this call.
     retries : int, default=2
@@ -283,8 +359,8 @@ def extract_distributed(
     Returns
     -------
     DistributedExtractionResult
-        An :class:`~gapsvm.featurizer.ExtractionResult` in input order, without maps (they
-        stay in the cache, which must be on storage every worker sees), plus the workers'
+        An :class:`~gapsvm.network.extraction.ExtractionResult` in input order, without maps
+        (they stay in the cache, which must be on storage every worker sees), plus the workers'
         metadata and a record per chunk.
 
     Raises
@@ -305,79 +381,20 @@ def extract_distributed(
     >>> res.gap.shape  # doctest: +SKIP
     (1000000, 512)
     """
-    distributed = _import_distributed()
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if not isinstance(retries, int | np.integer) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    import_dask()
+    check_choice(on_error, "on_error", ON_ERROR)
+    check_int(chunk_size, "chunk_size")
+    check_int(retries, "retries", minimum=0)
     params = _params_of(featurizer)
-    fitted_sha = None
-    if isinstance(featurizer, GapFeaturizer) and hasattr(featurizer, "weights_id_"):
-        fitted_sha = featurizer.weights_id_["sha256"]
     size = val.check_input_size(params["input_size"] if input_size == "fit" else input_size)
-    p = _for_workers(params, size)
     sources, names = val.check_images(X)
     work = [os.path.abspath(s) if isinstance(s, str) else s for s in sources]
-    n = len(sources)
-
-    futures = {
-        client.submit(
-            _run_chunk, p, j, work[j : j + chunk_size], names[j : j + chunk_size],
-            retries=int(retries), pure=False, key=f"gapsvm-chunk-{j}-{os.urandom(6).hex()}",
-        ): j
-        for j in range(0, n, chunk_size)
-    }
-    gap: np.ndarray | None = None
-    image_hw: list[tuple[int, int] | None] = [None] * n
-    input_hw: list[tuple[int, int] | None] = [None] * n
-    errors: dict[int, ImageReadError] = {}
-    records: list[dict[str, Any]] = []
-    reference: dict[str, Any] | None = None
-    n_computed = 0
-    try:
-        with progress_bar(n, int(params["verbose"]), "features") as bar:
-            # Collected as they finish and released at once: a worker that dies later cannot
-            # take finished results down with it. loop=: as_completed otherwise fetches on the
-            # loop of the *default* client, and with a second client in this process that is
-            # another thread's connection: Tornado's buffers break and the run hangs.
-            ac = distributed.as_completed(futures, with_results=True, loop=client.loop)
-            for fut, out in ac:
-                del futures[fut]
-                _check_same_network(out, reference, fitted_sha)
-                reference = reference or out
-                j, m = out["start"], out["n"]
-                if gap is None:
-                    gap = np.full((n, out["gap"].shape[1]), np.nan, dtype=np.float32)
-                gap[j : j + m] = out["gap"]
-                image_hw[j : j + m] = out["image_hw"]
-                input_hw[j : j + m] = out["input_hw"]
-                for i, reason in out["errors"]:
-                    err = ImageReadError(names[j + i], reason)
-                    err.index = j + i
-                    errors[j + i] = err
-                n_computed += out["n_computed"]
-                records.append({
-                    k: out[k] for k in ("start", "n", "n_computed", "seconds", "worker", "pid",
-                                        "backbone_id", "images_run")
-                })
-                bar.update(m)
-    finally:
-        if futures:  # an error or an interrupt: do not leave the cluster busy for nothing
-            client.cancel(list(futures))
-    assert gap is not None and reference is not None  # n >= 1, so one chunk came back
-    res = DistributedExtractionResult(
-        gap=gap, maps=None, image_hw=image_hw, input_hw=input_hw,
-        errors=[errors[i] for i in sorted(errors)], n_computed=n_computed,
-        metadata={
-            **reference["backbone_metadata"],
-            "input_size": format_size(size),
-            "preprocess_version": PREPROCESS_VERSION,
-            "gapsvm_version": __version__,
-        },
-        chunks=sorted(records, key=lambda r: r["start"]),
-    )
+    futures = _submit_chunks(client, worker_params(params, size), work, names, chunk_size,
+                             retries)
+    merged = _Merged(names, _fitted_sha(featurizer))
+    with progress_bar(len(sources), int(params["verbose"]), "features") as bar:
+        _gather(client, futures, merged, bar.update)
+    res = merged.result(size)
     if res.errors and on_error == "raise":
         raise_read_errors(res.errors)
     return res
@@ -402,9 +419,9 @@ def warm_up_workers(
         Per worker address: ``pid``, ``backbone_id``, ``n_backbones`` (backbones built in that
         process), ``backbone_key``, ``tf_intraop_env`` and the backbone metadata.
     """
-    _import_distributed()
+    import_dask()
     params = _params_of(featurizer)
-    p = _for_workers(params, val.check_input_size(params["input_size"]))
+    p = worker_params(params, val.check_input_size(params["input_size"]))
     addresses = list(client.run(os.getpid))  # every worker, whatever the Dask version
     futures = [
         client.submit(_warm, p, workers=[a], allow_other_workers=False, pure=False)
@@ -418,136 +435,10 @@ def warm_up_workers(
     return {info["worker"]: info for info in infos}
 
 
-def worker_env(tf_threads: int) -> dict[str, str]:
-    """Environment that limits TensorFlow in a worker process to ``tf_threads`` threads.
-
-    Parameters
-    ----------
-    tf_threads : int
-        Intra-op and inter-op threads (TensorFlow reads them once, when it starts).
-
-    Returns
-    -------
-    dict of str
-    """
-    if not isinstance(tf_threads, int | np.integer) or tf_threads < 1:
-        raise ValueError(f"tf_threads must be a positive integer, got {tf_threads!r}")
-    return {
-        "TF_NUM_INTRAOP_THREADS": str(int(tf_threads)),
-        "TF_NUM_INTEROP_THREADS": str(int(tf_threads)),
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-    }
-
-
-def local_cluster(
-    n_workers: int, *, tf_threads: int | None = None, **kwargs: Any
-) -> LocalCluster:
-    """A ``LocalCluster`` of single-task worker processes with TensorFlow's threads set.
-
-    Parameters
-    ----------
-    n_workers : int
-        Worker processes. Each holds its own backbone (about 1 GB with TensorFlow).
-    tf_threads : int, optional
-        TensorFlow threads per worker; default: this machine's cores divided among the workers.
-    **kwargs
-        Passed on to ``distributed.LocalCluster`` (for example ``dashboard_address``).
-
-    Returns
-    -------
-    distributed.LocalCluster
-        Close it (or use it as a context manager) when done.
-    """
-    distributed = _import_distributed()
-    if not isinstance(n_workers, int | np.integer) or n_workers < 1:
-        raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
-    if tf_threads is None:
-        tf_threads = max(1, (os.cpu_count() or 1) // int(n_workers))
-    env = {**worker_env(tf_threads), **kwargs.pop("env", {})}
-    # A free port: two clusters on one machine (two users, two runs) never collide on 8787.
-    kwargs.setdefault("dashboard_address", ":0")
-    # One task at a time per process: TensorFlow's own threads use the cores, and two tasks
-    # in one process would only compete for them.
-    return distributed.LocalCluster(
-        n_workers=int(n_workers), threads_per_worker=1, processes=True, env=env, **kwargs
-    )
-
-
-@contextlib.contextmanager
-def dask_client(
-    scheduler: str | None = None, n_workers: int | None = None, *, tf_threads: int | None = None
-) -> Iterator[Client]:
-    """A client of an existing scheduler, or of a :func:`local_cluster` closed on exit.
-
-    Parameters
-    ----------
-    scheduler : str, optional
-        Address of a running scheduler (``tcp://host:8786``).
-    n_workers : int, optional
-        Without ``scheduler``: start a local cluster with this many workers.
-    tf_threads : int, optional
-        TensorFlow threads per local worker (see :func:`local_cluster`).
-
-    Yields
-    ------
-    distributed.Client
-
-    Raises
-    ------
-    ConnectionError
-        The scheduler could not be reached (within ``distributed.comm.timeouts.connect``).
-    """
-    distributed = _import_distributed()
-    if (scheduler is None) == (n_workers is None):
-        raise ValueError("give either a scheduler address or a number of workers")
-    if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler)
-        except OSError as exc:  # also asyncio/Dask timeouts, which are OSError subclasses
-            raise ConnectionError(
-                f"cannot reach the Dask scheduler at {scheduler!r}: {exc}"
-            ) from None
-        with client:
-            yield client
-        return
-    # Errors only: at close, Dask warns about every worker that takes more than a few
-    # seconds to exit, which TensorFlow processes routinely do; that is not the user's concern.
-    with local_cluster(
-        n_workers, tf_threads=tf_threads, silence_logs=logging.ERROR
-    ) as cluster, distributed.Client(cluster) as client:
-        yield client
-
-
-def _busy_threads(run: Any, share: float = 0.15) -> int:
-    """Threads of this process that each did more than ``share`` of the CPU work of ``run()``.
-
-    Linux only (reads ``/proc/self/task``). Unlike CPU-time-over-wall-time, the count does
-    not depend on what else the machine is doing, so it shows how many threads TensorFlow
-    really used.
-    """
-
-    def ticks() -> dict[str, int]:
-        out = {}
-        for t in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{t}/stat") as fh:
-                    f = fh.read().rsplit(")", 1)[1].split()
-                out[t] = int(f[11]) + int(f[12])  # utime + stime
-            except OSError:
-                pass
-        return out
-
-    a = ticks()
-    run()
-    b = ticks()
-    used = [b[t] - a.get(t, 0) for t in b]
-    total = sum(used)
-    return sum(u > share * total for u in used) if total else 0
-
-
-def _tf_busy_threads(p: dict[str, Any], batch: int = 4, side: int = 224) -> int:
-    """Worker-side: how many threads one forward pass of the backbone keeps busy."""
+def tf_busy_threads(p: dict[str, Any], batch: int = 4, side: int = 224) -> int:
+    """How many threads one forward pass of the backbone keeps busy in this process (run it on
+    a worker with ``client.run``), for the worker parameters ``p`` (:func:`worker_params`)."""
     bb = _worker_backbone(p)
     x = np.zeros((batch, side, side, 3), dtype=np.uint8)
     bb(x[:1])
-    return _busy_threads(lambda: bb(x))
+    return busy_threads(lambda: bb(x))

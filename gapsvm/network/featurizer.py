@@ -1,12 +1,14 @@
 """Images to GAP vectors as a scikit-learn transformer: :class:`GapFeaturizer`.
 
 The transformer is a thin shell over :func:`gapsvm.network.extraction.extract`; it holds the
-featurizer parameters, checks them in one place (:func:`check_featurizer_params`) and
-describes what it computes (:meth:`GapFeaturizer.metadata`).
+featurizer parameters (:data:`FEATURIZER_PARAMS`, shared with ``GapClassifier`` and the Dask
+path), checks them in one place (:func:`check_featurizer_params`) and describes what it
+computes (:func:`features_metadata`).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -16,27 +18,54 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from gapsvm._version import __version__
-from gapsvm.core import validation as val
 from gapsvm.core.cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
 from gapsvm.core.sizes import format_size
 from gapsvm.core.validation import check_input_size
 from gapsvm.network.backbone.build import Backbone, get_backbone
 from gapsvm.network.backbone.registry import PRECISIONS, get_spec
-from gapsvm.network.extraction import ExtractionResult, extract
+from gapsvm.network.extraction import ON_ERROR, ExtractionResult, extract
+from gapsvm.utils.checks import check_choice, check_int
 
 __all__ = [
+    "FEATURIZER_PARAMS",
     "GapFeaturizer",
+    "check_featurizer_params",
+    "features_metadata",
+    "stack_if_same",
 ]
 
 
 def check_featurizer_params(est: Any) -> None:
     """Validate the featurizer parameters shared by GapFeaturizer and GapClassifier."""
     get_spec(est.backbone)
-    if est.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {est.precision!r}")
-    if not isinstance(est.batch_size, int | np.integer) or est.batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {est.batch_size!r}")
+    check_choice(est.precision, "precision", PRECISIONS)
+    check_int(est.batch_size, "batch_size")
     check_input_size(est.input_size)
+
+
+def features_metadata(backbone_metadata: dict[str, Any], input_size: Any) -> dict[str, Any]:
+    """What produced a set of features, as every file gapsvm writes records it.
+
+    Parameters
+    ----------
+    backbone_metadata : dict
+        :meth:`Backbone.metadata <gapsvm.network.backbone.build.Backbone.metadata>`: backbone,
+        layer, stride, weights identity and precision.
+    input_size : tuple of int, float or None
+        As returned by :func:`gapsvm.core.sizes.parse_input_size`.
+
+    Returns
+    -------
+    dict
+        ``backbone_metadata`` plus ``input_size`` (spelled as on the command line),
+        ``preprocess_version`` and ``gapsvm_version``.
+    """
+    return {
+        **backbone_metadata,
+        "input_size": format_size(input_size),
+        "preprocess_version": PREPROCESS_VERSION,
+        "gapsvm_version": __version__,
+    }
 
 
 class GapFeaturizer(TransformerMixin, BaseEstimator):
@@ -50,17 +79,16 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     backbone : str, default="vgg16"
-        A key of :data:`gapsvm.backbone.BACKBONES`.
+        A key of :data:`gapsvm.network.backbone.BACKBONES`.
     weights : {"imagenet"}, path or None, default="imagenet"
         As in Keras. ``"imagenet"`` works offline after ``gapsvm weights install``.
     input_size : (height, width), float or None, default=(224, 224)
         ``(h, w)`` resizes every image; a float scales each image's own size; None keeps it.
     precision : {"float32", "bfloat16"}, default="float32"
         ``"bfloat16"`` runs the convolutions under Keras' ``mixed_bfloat16`` policy: the fast
-        choice on CPUs with bfloat16 instructions (about 6x float32's speed with Intel AMX,
-        2x with AVX512-BF16 alone), with the same cross-validated accuracy on the INRIA crops
-        and CAMs that correlate >= 0.999 with float32's (``benchmarks/README.md``). Its
-        features are cached apart from float32's.
+        choice on CPUs with bfloat16 instructions (Intel AMX, AVX512-BF16), with the
+        accuracy and CAMs of float32 within the margins ``benchmarks/README.md`` reports.
+        Its features are cached apart from float32's.
     batch_size : int, default=16
     cache_dir : path, "auto" or None, default="auto"
         ``"auto"`` is ``$GAPSVM_HOME/features``; None disables the cache.
@@ -164,7 +192,8 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
             ``"skip"`` records unreadable images in ``result.errors`` and goes on; ``"raise"``
             computes and caches every readable image first, then raises.
         input_size : default="fit"
-            Override ``self.input_size`` for this call (see :func:`gapsvm.images.parse_input_size`).
+            Override ``self.input_size`` for this call (see
+            :func:`gapsvm.core.sizes.parse_input_size`).
         map_fn : callable, optional
             With ``maps=True``: ``map_fn(index, maps)`` is kept in ``result.maps`` instead of
             the maps themselves, computed as each image arrives; reduce maps this way (to
@@ -174,10 +203,9 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         -------
         ExtractionResult
         """
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_choice(on_error, "on_error", ON_ERROR)
         bb = self._checked_backbone()
-        size = val.check_input_size(self.input_size if input_size == "fit" else input_size)
+        size = check_input_size(self.input_size if input_size == "fit" else input_size)
         return extract(
             X, backbone=bb, input_size=size, cache=self._cache(bb, size),
             batch_size=self.batch_size, want_maps=maps, cache_maps=self.cache_maps,
@@ -224,13 +252,8 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         """What produced these features: backbone, layer, weights identity, precision, input
         size, preprocessing and gapsvm versions (written into every file gapsvm makes)."""
         bb = self._checked_backbone()
-        size = val.check_input_size(self.input_size if input_size == "fit" else input_size)
-        return {
-            **bb.metadata(),
-            "input_size": format_size(size),
-            "preprocess_version": PREPROCESS_VERSION,
-            "gapsvm_version": __version__,
-        }
+        size = check_input_size(self.input_size if input_size == "fit" else input_size)
+        return features_metadata(bb.metadata(), size)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -238,6 +261,13 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.requires_fit = True
         return tags
+
+
+#: The featurizer parameters, in constructor order: GapClassifier holds the same ones, and
+#: the Dask path ships them to its workers.
+FEATURIZER_PARAMS: tuple[str, ...] = tuple(
+    inspect.signature(GapFeaturizer.__init__).parameters
+)[1:]
 
 
 def stack_if_same(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:

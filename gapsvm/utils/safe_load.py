@@ -72,8 +72,11 @@ def safe_joblib_load(path: str | os.PathLike, mmap_mode: str | None = None) -> A
         The file references any other type (it is not loaded).
     """
     filename = os.fspath(path)
+    # joblib has no public way to load with another unpickler; this is what joblib.load
+    # itself does to open the file (decompression, memory mapping) before unpickling.
+    opener = _npk._validate_fileobject_and_memmap  # noqa: SLF001
     with open(filename, "rb") as f:
-        with _npk._validate_fileobject_and_memmap(f, filename, mmap_mode) as (fobj, mode):
+        with opener(f, filename, mmap_mode) as (fobj, mode):
             if isinstance(fobj, str):
                 raise UnsafeFileError(f"{filename}: pre-0.10 joblib format is not supported")
             return _RestrictedUnpickler(

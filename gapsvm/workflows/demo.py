@@ -24,9 +24,15 @@ __all__ = [
     "FACE_CLASS",
     "NOT_FACE_CLASS",
     "PHOTOS",
+    "PHOTO_SIZE",
+    "REPORT_NOTES",
+    "TRAIN_SIZE",
     "DemoData",
     "DemoError",
+    "demo_commands",
+    "report_notes",
     "write_demo_data",
+    "write_report_notes",
 ]
 
 
@@ -55,7 +61,12 @@ FACE_BOXES = {
 TRAIN_SIZE = "112x112"
 
 
+#: Network input size for the whole photos: their own size.
 PHOTO_SIZE = "native"
+
+
+#: The paragraphs ``gapsvm report --notes`` shows in the demo's report, in the data folder.
+REPORT_NOTES = "report_notes.txt"
 
 
 _PHOTO_SOURCES = {
@@ -67,8 +78,23 @@ _PHOTO_SOURCES = {
 }
 
 
-def _notes(counts: dict[str, int], train_size: str, photo_size: str, weights: object) -> str:
-    """What the demo's report says about its own setup, whatever the numbers turn out to be."""
+def report_notes(counts: dict[str, int], train_size: str, photo_size: str, weights: object) -> str:
+    """What the demo's report says about its own setup, whatever the numbers turn out to be.
+
+    Parameters
+    ----------
+    counts : dict
+        Thumbnails per class (:attr:`DemoData.counts`).
+    train_size, photo_size : str
+        ``--input-size`` of the thumbnails and of the photos.
+    weights : "imagenet", path or None
+        None adds a warning that the maps of random weights mean nothing.
+
+    Returns
+    -------
+    str
+        Paragraphs separated by blank lines.
+    """
     paras = [
         f"Training set: {counts[FACE_CLASS]} faces and {counts[NOT_FACE_CLASS]} non-faces from "
         "Labeled Faces in the Wild (skimage.data.lfw_subset), 25x25 grayscale, fed to VGG16 at "
@@ -233,12 +259,13 @@ def write_demo_data(
     return DemoData(root, faces, photo_dir, boxes_csv, counts)
 
 
-def _weights_installed() -> bool:
-    from gapsvm.network.backbone.registry import get_spec
-    from gapsvm.network.backbone.weights import installed_weights_path, keras_cached_weights_path
-
-    spec = get_spec("vgg16")
-    return installed_weights_path(spec).is_file() or keras_cached_weights_path(spec).is_file()
+def write_report_notes(
+    data: DemoData, train_size: str, photo_size: str, weights: object
+) -> Path:
+    """Write :func:`report_notes` to ``data.root / REPORT_NOTES``; returns that path."""
+    path = data.root / REPORT_NOTES
+    path.write_text(report_notes(data.counts, train_size, photo_size, weights), encoding="utf-8")
+    return path
 
 
 def demo_commands(
@@ -277,7 +304,7 @@ def demo_commands(
     w_name = "none" if weights is None else os.fspath(weights)
     w = [] if weights == "imagenet" else ["--weights", w_name]
     # train reads "imagenet" or random weights from the features file; a weights file it
-    # must be given again (see cli._model_from_meta)
+    # must be given again (see gapsvm.workflows.training.train_from_features)
     w_train = [] if weights is None or weights == "imagenet" else ["--weights", os.fspath(weights)]
     model = j(o, "model.skops")
     photos = j(data, "photos")
@@ -290,6 +317,6 @@ def demo_commands(
         ["cam", model, photos, *view, "--out", j(o, "cam"), *cache, *q],
         ["report", model, photos, *view, "--boxes", j(data, "face_boxes.csv"),
          "--title", "gapsvm demo: a face classifier trained on 25-pixel thumbnails, "
-         "looking at whole photographs", "--notes", j(data, "report_notes.txt"),
+         "looking at whole photographs", "--notes", j(data, REPORT_NOTES),
          "--out", j(o, "report"), *cache, *q],
     ]  # fmt: skip

@@ -1,20 +1,37 @@
-"""Training a head on a features file: classifier resolution and cross-validation.
+"""Training a head on a features file: classifier resolution, cross-validation, the model.
 
 ``--classifier`` takes a short name (:data:`CLASSIFIERS`) or a dotted class name, skorch
-style; nested ``--classifier__PARAM`` values are Python literals where they parse.
+style; nested ``--classifier__PARAM`` values are Python literals where they parse
+(:func:`nested_params`). :func:`train_from_features` is what ``gapsvm train`` runs: it
+cross-validates the head with scikit-learn's own :func:`~sklearn.model_selection.
+cross_val_predict`, then fits it on every image and records the run in ``training_info_``.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
+from gapsvm.core.head import GapHead
+from gapsvm.core.sizes import parse_input_size
+from gapsvm.estimator.classifier import GapClassifier
+from gapsvm.network.features_file import read_features_file
+
 __all__ = [
+    "CLASSIFIERS",
+    "cross_validate_head",
+    "nested_params",
     "resolve_classifier",
+    "train_from_features",
 ]
 
 
+#: Short names ``--classifier`` takes, and the classes they stand for.
 CLASSIFIERS = {
     "linearsvc": "sklearn.svm.LinearSVC",
     "logreg": "sklearn.linear_model.LogisticRegression",
@@ -36,6 +53,41 @@ def _literal(text: str) -> Any:
         return text
 
 
+def nested_params(tokens: Sequence[str], prefix: str = "classifier__") -> dict[str, Any]:
+    """Parameters from ``--classifier__PARAM VALUE`` / ``--classifier__PARAM=VALUE`` tokens.
+
+    Parameters
+    ----------
+    tokens : sequence of str
+        Command-line tokens the parser did not know.
+    prefix : str, default="classifier__"
+
+    Returns
+    -------
+    dict
+        ``PARAM -> value``, values parsed as Python literals where they parse (``"0.5"`` ->
+        0.5, ``"None"`` -> None), else kept as text.
+
+    Raises
+    ------
+    ValueError
+        A token that is not ``--PREFIXPARAM``, or one without a value.
+    """
+    out: dict[str, Any] = {}
+    it = iter(tokens)
+    for tok in it:
+        if not tok.startswith("--" + prefix):
+            raise ValueError(f"unrecognized argument {tok!r}")
+        key, eq, value = tok[2 + len(prefix) :].partition("=")
+        if not eq:
+            try:
+                value = next(it)
+            except StopIteration:
+                raise ValueError(f"{tok} needs a value") from None
+        out[key] = _literal(value)
+    return out
+
+
 def resolve_classifier(name: str, params: dict[str, Any] | None = None) -> Any:
     """Build a classifier from a short name or a dotted class name, skorch-style.
 
@@ -50,6 +102,11 @@ def resolve_classifier(name: str, params: dict[str, Any] | None = None) -> Any:
     Returns
     -------
     estimator
+
+    Raises
+    ------
+    ValueError
+        An unknown short name, a class that cannot be imported, or a bad parameter.
     """
     key = name.lower()
     dotted = CLASSIFIERS.get(key, name)
@@ -70,3 +127,140 @@ def resolve_classifier(name: str, params: dict[str, Any] | None = None) -> Any:
     except ValueError as exc:
         raise ValueError(f"bad parameter for {cls_name}: {exc}") from None
     return est
+
+
+def cross_validate_head(
+    classifier: Any, X: np.ndarray, y: np.ndarray, folds: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, shuffled k-fold cross-validation of a linear head on GAP vectors.
+
+    Parameters
+    ----------
+    classifier : estimator
+        Cloned for every fold (:class:`~gapsvm.core.head.GapHead` wraps it).
+    X : ndarray of shape (n, n_channels)
+    y : ndarray of shape (n,)
+    folds : int
+        At least 2, and at most the smallest class's size.
+    seed : int
+        ``random_state`` of the fold shuffle.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n,)
+        Each image's label as predicted by the head that did not see it.
+    scores : ndarray of shape (folds,)
+        Accuracy of each fold, in fold order.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    pred = cross_val_predict(GapHead(classifier), X, y, cv=skf)
+    # The folds of a seeded splitter are the same on every split() call, so each fold's
+    # accuracy comes from the predictions above rather than from a second round of fits.
+    scores = np.array([np.mean(pred[test] == y[test]) for _, test in skf.split(X, y)])
+    return pred, scores
+
+
+def _weights_from_meta(meta: dict[str, Any], weights: Any) -> Any:
+    """``--weights auto``: the weights the features were computed with, when that is a name."""
+    if weights != "auto":
+        return weights
+    name = meta["weights"]["name"]
+    if name == "imagenet":
+        return "imagenet"
+    if name.startswith("random("):
+        return None
+    raise ValueError(
+        f"the features were computed with the weights file {name!r}; pass it with --weights PATH"
+    )
+
+
+def _cross_validation(
+    clf: Any, X: np.ndarray, y: np.ndarray, cv: int, seed: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run and print the cross-validation; its entries of ``training_info_`` (or none)."""
+    from sklearn.metrics import classification_report
+
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    folds = min(cv, smallest)
+    if cv < 2:
+        return {}
+    if folds < 2:
+        log(f"cross-validation skipped: the smallest class has {smallest} image(s)")
+        return {}
+    pred, scores = cross_validate_head(clf, X, y, folds, seed)
+    log(f"{folds}-fold accuracy: {scores.mean():.4f} +- {scores.std():.4f} "
+        f"(folds: {', '.join(f'{s:.3f}' for s in scores)})")
+    log(classification_report(y, pred, digits=3))
+    return {"cv_folds": folds, "cv_accuracy_mean": float(scores.mean()),
+            "cv_accuracy_std": float(scores.std()), "cv_scores": [float(s) for s in scores]}
+
+
+def train_from_features(
+    features: str | os.PathLike,
+    *,
+    classifier: str = "linearsvc",
+    params: dict[str, Any] | None = None,
+    cv: int = 5,
+    seed: int = 0,
+    weights: Any = "auto",
+    log: Callable[[str], None] = print,
+) -> GapClassifier:
+    """Cross-validate a head on a ``gapsvm features`` file, then fit it on every image.
+
+    Parameters
+    ----------
+    features : str or path-like
+        A features file with labels (its images were in one sub-folder per class).
+    classifier : str, default="linearsvc"
+        A short name or dotted class name (:func:`resolve_classifier`).
+    params : dict, optional
+        The classifier's parameters.
+    cv : int, default=5
+        Cross-validation folds (fewer if the smallest class is smaller); under 2 skips it.
+    seed : int, default=0
+        Seed of the fold shuffle.
+    weights : "auto", "imagenet", path or None, default="auto"
+        The model's backbone weights; ``"auto"`` takes them from the features' metadata,
+        which works for ImageNet and random weights (a weights file must be given again).
+    log : callable, default=print
+        Receives the summary, the fold accuracies and the classification report.
+
+    Returns
+    -------
+    GapClassifier
+        Fitted, with ``training_info_`` set (see :class:`~gapsvm.GapClassifier`).
+
+    Raises
+    ------
+    ValueError
+        The file has no labels or a single class, the classifier cannot be built, or the
+        weights cannot be told from the metadata.
+    """
+    data = read_features_file(features)
+    X, y, meta = data["X"], data["y"], data["meta"]
+    if y is None:
+        raise ValueError(
+            f"{features} has no labels (its images were in a flat folder); train needs "
+            "a folder with one sub-folder per class"
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(f"{features} has a single class {classes.tolist()}: need two or more")
+    clf = resolve_classifier(classifier, params)
+    log(f"{len(y)} images, classes {dict(zip(classes.tolist(), counts.tolist(), strict=True))}")
+    log(f"features: {meta['backbone']} {meta['layer']}, input {meta['input_size']}, "
+        f"weights {meta['weights']['name']}")
+    log(f"classifier: {clf!r}")
+    cv_info = _cross_validation(clf, X, y, cv, seed, log)
+    model = GapClassifier(
+        clf, backbone=meta["backbone"], weights=_weights_from_meta(meta, weights),
+        input_size=parse_input_size(meta["input_size"]), precision=meta["precision"],
+    )
+    model.fit_features(X, y, meta)
+    model.training_info_ = {
+        "n_images": len(y), "features_file": os.path.basename(features),
+        "classifier": repr(clf), **cv_info,
+    }
+    return model

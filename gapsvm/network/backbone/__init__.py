@@ -1,6 +1,6 @@
 """Frozen Keras backbones: the registry, their weights, and the built networks."""
 
-from gapsvm.network.backbone.build import Backbone, build_model, get_backbone
+from gapsvm.network.backbone.build import Backbone, build_model, built_backbones, get_backbone
 from gapsvm.network.backbone.registry import (
     BACKBONES,
     PRECISIONS,
@@ -18,6 +18,7 @@ __all__ = [
     "BackboneSpec",
     "OfflineSource",
     "build_model",
+    "built_backbones",
     "get_backbone",
     "get_spec",
 ]

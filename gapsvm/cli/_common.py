@@ -1,0 +1,184 @@
+"""What the commands share: the options declared once, argument types, loading the model,
+and turning command-line inputs into files with safe output names.
+
+A flag that several commands take is declared here, by one function, so its spelling, type,
+default and help are the same everywhere; a command module calls the functions it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from gapsvm.core.output import safe_relpath, unique_names
+from gapsvm.core.scan import ScanProblem, list_images
+from gapsvm.core.sizes import parse_input_size
+
+__all__ = [
+    "CLIError",
+    "add_alpha",
+    "add_cache_dir",
+    "add_featurizer_flags",
+    "add_model",
+    "add_quiet",
+    "add_strict",
+    "add_target",
+    "add_weights",
+    "chunks",
+    "expand_inputs",
+    "load_model_for",
+    "print_problems",
+    "size_arg",
+    "verbose",
+    "weights_arg",
+]
+
+
+class CLIError(Exception):
+    """An error to report on one line, without a traceback."""
+
+
+# -- argument types ------------------------------------------------------------------------
+def size_arg(text: str) -> Any:
+    """``--input-size``: the grammar of :func:`gapsvm.core.sizes.parse_input_size`."""
+    if text == "fit":  # argparse runs string defaults through `type` too
+        return "fit"
+    try:
+        return parse_input_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def weights_arg(text: str) -> Any:
+    """``--weights``: a name or file; ``none`` / ``random`` mean seeded random weights."""
+    return None if text.lower() in ("none", "random") else text
+
+
+# -- options shared by several commands ----------------------------------------------------
+def add_model(p: argparse.ArgumentParser) -> None:
+    """The ``model`` argument, and ``--trusted``: a pickle-based model is the user's call."""
+    p.add_argument("model")
+    p.add_argument("--trusted", action="store_true",
+                   help="allow pickle-based model files (they can run code)")
+
+
+def add_quiet(p: argparse.ArgumentParser, help_text: str = "no progress bar") -> None:
+    """``-q`` / ``--quiet``."""
+    p.add_argument("-q", "--quiet", action="store_true", help=help_text)
+
+
+def add_strict(p: argparse.ArgumentParser) -> None:
+    """``--strict``: an unreadable file fails the run, after its work is done."""
+    p.add_argument("--strict", action="store_true",
+                   help="exit non-zero if any file could not be read")
+
+
+def add_cache_dir(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--cache-dir``: the feature cache (None: the model's own setting)."""
+    p.add_argument("--cache-dir", default=default,
+                   help="feature cache folder (default $GAPSVM_HOME/features)")
+
+
+def add_weights(p: argparse.ArgumentParser, default: str, help_text: str) -> None:
+    """``--weights``: imagenet, a Keras weights file, or none."""
+    p.add_argument("--weights", type=weights_arg, default=default, help=help_text)
+
+
+def add_alpha(p: argparse.ArgumentParser) -> None:
+    """``--alpha``: the heatmap's opacity on the overlays."""
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
+
+
+def add_target(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--target``: the class whose map is drawn (default each image's prediction)."""
+    p.add_argument("--target", default=None, help=help_text)
+
+
+def add_featurizer_flags(p: argparse.ArgumentParser, *, fit_defaults: bool) -> None:
+    """The feature extraction flags.
+
+    ``fit_defaults`` (commands that load a model): every flag defaults to the model's own
+    setting. Otherwise (``features``): the defaults of a new featurizer, plus ``--weights``
+    and ``--backbone``.
+    """
+    if fit_defaults:
+        p.add_argument("--input-size", type=size_arg, default="fit",
+                       help="override the model's input size: HxW, a scale like x2, or native")
+        p.add_argument("--precision", choices=["float32", "bfloat16"], default=None,
+                       help="override the model's precision (bfloat16: the fast choice on "
+                            "CPUs with AMX or AVX512-BF16)")
+    else:
+        p.add_argument("--input-size", type=size_arg, default=(224, 224),
+                       help="HxW (e.g. 128x64), a scale like x2, or native (default 224x224)")
+        p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                       help="float32 (default) or bfloat16: faster on CPUs with AMX or "
+                            "AVX512-BF16 (benchmarks/README.md)")
+        add_weights(p, "imagenet", "imagenet (default), a Keras weights file, or none")
+        p.add_argument("--backbone", default="vgg16")
+    add_cache_dir(p, default=None if fit_defaults else "auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    add_quiet(p)
+    add_strict(p)
+
+
+# -- running -------------------------------------------------------------------------------
+def verbose(args: argparse.Namespace) -> int:
+    """The ``verbose`` level of a run: 0 with ``--quiet``, else 1 (a bar on terminals)."""
+    return 0 if getattr(args, "quiet", False) else 1
+
+
+def load_model_for(args: argparse.Namespace) -> Any:
+    """``args.model``, loaded, with the command's ``--input-size`` / ``--precision`` /
+    ``--cache-dir`` overrides, and silent (the commands draw their own progress)."""
+    from gapsvm.estimator.persist import load_model
+
+    model = load_model(args.model, trusted=args.trusted)
+    if getattr(args, "input_size", "fit") != "fit":
+        model.set_params(input_size=args.input_size)
+    if getattr(args, "precision", None):
+        model.set_params(precision=args.precision)
+    if getattr(args, "cache_dir", None) is not None:
+        model.set_params(cache_dir=args.cache_dir)
+    model.set_params(verbose=0)
+    return model
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Slices of ``range(n)``, ``size`` long (the last one shorter)."""
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+def expand_inputs(
+    items: Sequence[str], problems: list[ScanProblem] | None = None
+) -> list[tuple[str, str]]:
+    """Files and folders from the command line -> (path, unique output name).
+
+    A folder's images are named relative to it; a file by its name. Folder entries that
+    cannot be used (loops, unsupported formats) go to ``problems``.
+
+    Raises
+    ------
+    CLIError
+        A folder without images.
+    """
+    found: list[tuple[str, str]] = []
+    for item in items:
+        if os.path.isdir(item):
+            paths = list_images(item, problems)
+            if not paths:
+                raise CLIError(f"no images found in {item!r}")
+            found.extend((p, safe_relpath(p, item)) for p in paths)
+        else:
+            found.append((item, os.path.basename(item)))
+    names = unique_names(rel for _, rel in found)
+    return [(path, name) for (path, _), name in zip(found, names, strict=True)]
+
+
+def print_problems(problems: Sequence[Any]) -> None:
+    """One ``path: reason`` line per file that could not be used, on standard error."""
+    for problem in problems:
+        print(f"{problem.path}: {problem.reason}", file=sys.stderr)

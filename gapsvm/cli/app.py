@@ -1,0 +1,90 @@
+"""The command line assembled from its command modules, and the runner of one command line.
+
+Each command module (:mod:`~gapsvm.cli.weights`, :mod:`~gapsvm.cli.features`, ...) has an
+``add_parser(sub)`` that declares its subcommand(s) and sets ``handler``, the function that
+runs it. :func:`run` parses, runs the handler and turns the errors a user can fix into one
+line on standard error. ``gapsvm demo`` runs its steps through :func:`run`, so the demo
+module sits above this one (:mod:`gapsvm.cli.main` adds it) and the imports stay one-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from gapsvm.cli import evaluate, features, predict, report, train, weights
+from gapsvm.cli._common import CLIError
+
+__all__ = [
+    "COMMANDS",
+    "build_parser",
+    "run",
+]
+
+
+#: The command modules, in the order ``gapsvm --help`` lists them (the demo comes on top,
+#: in :mod:`gapsvm.cli.main`).
+COMMANDS: tuple[ModuleType, ...] = (weights, features, train, predict, report, evaluate)
+
+
+def build_parser(commands: Sequence[ModuleType] = COMMANDS) -> argparse.ArgumentParser:
+    """The argument parser of ``commands`` (modules with an ``add_parser(sub)``)."""
+    from gapsvm._version import __version__
+
+    p = argparse.ArgumentParser(
+        prog="gapsvm",
+        description="Where does an image classifier look? VGG16 GAP features, a linear "
+        "scikit-learn head, class activation maps.",
+    )
+    p.add_argument("--version", action="version", version=f"gapsvm {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in commands:
+        module.add_parser(sub)
+    return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions reported on one line: bad input, files, weights, models."""
+    from gapsvm.core.cache import CacheWriteError
+    from gapsvm.core.decode import ImageReadError
+    from gapsvm.core.head import NotLinearError
+    from gapsvm.estimator.persist import ModelLoadError
+    from gapsvm.network.backbone.weights import WeightsError
+
+    return (CLIError, ImageReadError, WeightsError, ModelLoadError, NotLinearError,
+            CacheWriteError, OSError, ValueError)
+
+
+def run(argv: Sequence[str] | None = None, commands: Sequence[ModuleType] = COMMANDS) -> int:
+    """Run one command line of ``commands``; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Without the program name; default ``sys.argv[1:]``.
+    commands : sequence of module, default=COMMANDS
+
+    Returns
+    -------
+    int
+        0 on success, 1 after an error (printed as ``gapsvm CMD: error: ...``), 130 when
+        interrupted. Usage errors exit through argparse (status 2).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off
+    parser = build_parser(commands)
+    args, extra = parser.parse_known_args(argv)
+    # Only train takes flags the parser does not know: its --classifier__PARAM ones.
+    if extra and not getattr(args, "takes_nested_flags", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = list(extra)
+    try:
+        return args.handler(args)
+    except _user_errors() as exc:
+        print(f"gapsvm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished images are in the cache", file=sys.stderr)
+        return 130

@@ -1,0 +1,103 @@
+"""``gapsvm evaluate``: CAMs against ground-truth boxes, beside baselines.
+
+The network sees each photo at scales of its own size. ``--input-size`` takes them in the
+grammar of every other command (``x2``, ``native``, or a list ``x1,x2``); ``--scale 2`` and
+``--scales 1,2`` are its older spellings, read by the same parser
+(:func:`gapsvm.core.sizes.parse_scales`) into the same setting, ``args.scales``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from gapsvm.cli._common import (
+    add_alpha,
+    add_cache_dir,
+    add_model,
+    add_quiet,
+    load_model_for,
+    verbose,
+)
+from gapsvm.core.sizes import parse_scales
+
+
+def scales_arg(text: str) -> tuple[float, ...]:
+    """``--input-size`` / ``--scale`` / ``--scales`` of ``evaluate``: a scale list."""
+    try:
+        return parse_scales(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc} (evaluate sees each photo at scales of its own size: x2, native, x1,x2)"
+        ) from None
+
+
+def _add_scale_flags(p: argparse.ArgumentParser) -> None:
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--input-size", dest="scales", type=scales_arg, metavar="SIZE",
+                     help="scales of each photo's own size: native (default), x2, or a list "
+                          "x1,x2 (multi-scale CAM: the mean of the upsampled CAMs)")
+    how.add_argument("--scale", dest="scales", type=scales_arg, help="resize the photos by "
+                     "this factor before the network (default 1: their own size; small "
+                     "objects need 2: one map cell per 16 network pixels); --input-size xS")
+    how.add_argument("--scales", dest="scales", type=scales_arg, metavar="S1,S2",
+                     help="multi-scale CAM: the mean of the upsampled CAMs at these scales, "
+                          "e.g. 1,2; --input-size x1,x2")
+    p.set_defaults(scales=(1.0,))
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``evaluate`` on the subcommand action ``sub``."""
+    e = sub.add_parser("evaluate", help="localisation and faithfulness of CAMs against "
+                       "ground-truth boxes, beside centre / uniform / random baselines")
+    add_model(e)
+    e.add_argument("boxes_csv", help="CSV with filename,label,x_min,y_min,x_max,y_max, one "
+                   "row per box, pixels, exclusive x_max / y_max")
+    e.add_argument("--images", required=True, help="folder the CSV's file names are in")
+    e.add_argument("--out", required=True, help="folder for overlays/*.png and evaluation.json")
+    _add_scale_flags(e)
+    e.add_argument("--mode", choices=["largest", "all"], default="largest",
+                   help="boxes from the largest region only, or one per region")
+    e.add_argument("--threshold", type=float, default=0.2,
+                   help="box threshold, a fraction of the CAM's maximum (default 0.2)")
+    e.add_argument("--faithfulness", choices=["features", "image", "none"], default="features",
+                   help="mask feature-map cells (exact for the linear head, no network pass; "
+                        "default), image pixels (a network pass per step), or skip")
+    e.add_argument("--steps", type=int, default=32, help="deletion / insertion steps on "
+                   "feature cells (default 32)")
+    e.add_argument("--image-steps", type=int, default=8, help="deletion / insertion steps "
+                   "with --faithfulness image (default 8)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    e.add_argument("--inclusive-max", action="store_true", help="the CSV's x_max / y_max "
+                   "are the last pixel inside the box (PASCAL VOC style): add one")
+    add_alpha(e)
+    add_cache_dir(e)
+    add_quiet(e)
+    e.set_defaults(handler=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`gapsvm evaluate`: localisation and faithfulness metrics against boxes, with baselines."""
+    from gapsvm.core.boxes_csv import read_boxes_csv
+    from gapsvm.utils.progress import progress_bar
+    from gapsvm.workflows.evaluate import evaluate, format_table, write_report
+
+    model = load_model_for(args)
+    model.head_.cam_weights()  # a non-linear head fails here, before any image is read
+    anns = read_boxes_csv(args.boxes_csv, args.images, classes=model.classes_,
+                          inclusive_max=args.inclusive_max)
+    with progress_bar(len({a.path for a in anns}), verbose(args), "evaluate") as bar:
+        report = evaluate(
+            model, anns, scales=args.scales, mode=args.mode, threshold=args.threshold,
+            faithfulness=args.faithfulness, n_steps=args.steps, image_steps=args.image_steps,
+            seed=args.seed, out_dir=args.out, alpha=args.alpha, progress=bar.update,
+        )
+    report["inputs"] = {"model": os.path.abspath(args.model),
+                        "boxes_csv": os.path.abspath(args.boxes_csv),
+                        "images": os.path.abspath(args.images)}
+    write_report(report, Path(args.out) / "evaluation.json")
+    print(format_table(report))
+    print(f"{report['counts']['pairs']} overlay(s) and evaluation.json -> {args.out}")
+    return 0

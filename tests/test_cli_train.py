@@ -1,0 +1,79 @@
+"""``gapsvm train`` (gapsvm/cli/train.py): k-fold accuracy printed, the model written, nested
+``--classifier__PARAM`` flags, and one-line errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import _cli
+import pytest
+from _helpers import run_cli
+
+from gapsvm import load_model
+from gapsvm.network.features_file import read_features_file
+
+work, dataset, features_file = _cli.work, _cli.dataset, _cli.features_file  # shared fixtures
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_prints_kfold_accuracy_and_writes_the_model(capsys, features_file, work) -> None:
+    out_model = work / "m2.skops"
+    rc, out, _ = run_cli(capsys, "train", features_file, "--out", out_model, "--cv", "3")
+    assert rc == 0
+    m = re.search(r"3-fold accuracy: ([0-9.]+) \+- ([0-9.]+)", out)
+    assert m, out
+    assert float(m.group(1)) >= 0.8  # 12 clear-cut INRIA crops, ImageNet features
+    model = load_model(out_model)
+    assert model.classes_.tolist() == ["not_person", "person"]
+    assert model.input_size == (128, 64) and model.weights == "imagenet"
+    assert model.training_info_["cv_folds"] == 3
+    assert model.training_info_["cv_accuracy_mean"] == pytest.approx(float(m.group(1)), abs=1e-4)
+
+
+def test_nested_classifier_flags_reach_the_estimator(capsys, features_file, work) -> None:
+    out_model = work / "lr.skops"
+    rc, _, err = run_cli(
+        capsys, "train", features_file, "--out", out_model, "--cv", "0",
+        "--classifier", "sklearn.linear_model.LogisticRegression",
+        "--classifier__C", "0.5", "--classifier__max_iter=3000",
+    )
+    assert rc == 0, err
+    model = load_model(out_model)
+    from sklearn.linear_model import LogisticRegression
+
+    assert isinstance(model.classifier, LogisticRegression)
+    assert model.classifier.C == 0.5 and model.classifier.max_iter == 3000
+    assert model.head_.classifier_.C == 0.5
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--classifier", "nonsense"], "unknown classifier 'nonsense'"),
+        (["--classifier", "sklearn.svm.NoSuchSVC"], "cannot import classifier"),
+        (["--classifier__nonsense", "3"], "bad parameter for LinearSVC"),
+        (["--foo", "1"], "unrecognized argument '--foo'"),
+        (["--classifier__C"], "--classifier__C needs a value"),
+    ],
+)
+def test_train_flag_errors(capsys, features_file, work, argv, message) -> None:
+    rc, _, err = run_cli(capsys, "train", features_file, "--out", work / "x.skops", *argv)
+    assert rc == 1 and message in err and "Traceback" not in err
+    assert "gapsvm train: error: " in err
+
+
+def test_train_on_a_flat_folder_features_file_errors_clearly(capsys, dataset, work) -> None:
+    flat = work / "flat"
+    flat.mkdir()
+    for p in sorted((dataset / "person").iterdir())[:3]:
+        shutil.copyfile(p, flat / p.name)
+    feats = work / "flat.joblib"
+    rc, _, _ = run_cli(capsys, "features", flat, "--out", feats, "--input-size", "128x64",
+                       "--cache-dir", work / "cache", "-q")
+    assert rc == 0 and read_features_file(feats)["y"] is None
+    rc, _, err = run_cli(capsys, "train", feats, "--out", work / "flat.skops")
+    assert rc == 1
+    assert "has no labels" in err and "one sub-folder per class" in err
+    assert not (work / "flat.skops").exists()

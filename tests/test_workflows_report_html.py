@@ -1,0 +1,119 @@
+"""gapsvm.workflows.report.html: the page a user opens, checked by parsing it (the
+``gapsvm report`` command is test_cli_report.py)."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import _report
+import cv2
+import numpy as np
+import pytest
+from _report import NASTY, Page, readable
+
+from gapsvm.workflows.report import build_report
+
+trained, labelled_report = _report.trained, _report.labelled_report  # shared fixtures
+
+pytestmark = pytest.mark.slow
+
+
+def test_model_card_fields(trained, labelled_report):
+    model = trained["model"]
+    _, page = labelled_report
+    f = page.fields
+    assert "vgg16" in f["backbone"] and "block5_conv3" in f["backbone"]
+    assert model.feature_meta_["weights"]["sha256"] in f["weights"]
+    assert model.feature_meta_["weights"]["name"] in f["weights"]
+    assert f["input size (training)"] == "32x32"
+    assert f["input size (this report)"] == "32x32"
+    assert f["head"] == "sklearn.svm._classes.LinearSVC"
+    assert "C=0.5" in f["head parameters"] and "max_iter=10000" in f["head parameters"]
+    assert f["classes"] == "blue, red"
+    info = model.training_info_
+    assert f"{info['cv_accuracy_mean']:.4f}" in f["cross-validated accuracy"]
+    assert "3-fold" in f["cross-validated accuracy"]
+    assert f["training images"].startswith("16")
+
+
+def test_every_readable_image_is_shown_once_as_a_valid_png(trained, labelled_report):
+    _, page = labelled_report
+    paths, _ = readable(trained["labelled"])
+    expected = {Path(p).relative_to(trained["labelled"]).as_posix() for p in paths}
+    names = [c["data-name"] for c in page.cards]
+    assert sorted(names) == sorted(expected)
+    srcs = [i["src"] for i in page.imgs]
+    assert len(srcs) == len(expected)
+    for card, img in zip(page.cards, page.imgs, strict=True):
+        assert img["src"].startswith("data:image/png;base64,")
+        png = np.frombuffer(base64.b64decode(img["src"].split(",", 1)[1]), np.uint8)
+        decoded = cv2.imdecode(png, cv2.IMREAD_COLOR)
+        assert decoded is not None and decoded.shape[2] == 3
+        assert img["alt"] == card["data-name"]
+    # the unreadable file is named with its reason, not silently dropped
+    assert len(page.errors) == 1 and page.errors[0].startswith("red/broken.png: ")
+
+
+def test_misclassified_first_then_by_score(trained, labelled_report):
+    _, page = labelled_report
+    model = trained["model"]
+    paths, y_true = readable(trained["labelled"])
+    y_pred = model.predict(paths)
+    d = model.decision_function(paths)
+    rel = [Path(p).relative_to(trained["labelled"]).as_posix() for p in paths]
+    wrong = {r for r, t, p in zip(rel, y_true, y_pred, strict=True) if t != p}
+    # binary head: classes_[1] scores d, classes_[0] scores -d; the map drawn is the prediction's
+    pred_score = {r: (s if p == model.classes_[1] else -s)
+                  for r, p, s in zip(rel, y_pred, d, strict=True)}
+    assert {c["data-name"] for c in page.cards if "miss" in c["class"].split()} == wrong
+    sections = {}
+    for c in page.cards:
+        sections.setdefault(c["section"], []).append(c)
+    assert set(sections) == {"blue", "red"}
+    for name, cards in sections.items():
+        assert all(c["data-true"] == name for c in cards)
+        flags = [c["data-name"] in wrong for c in cards]
+        assert flags == sorted(flags, reverse=True), f"misclassified not first in {name}"
+        for group in (True, False):
+            scores = [float(c["data-score"]) for c in cards if (c["data-name"] in wrong) is group]
+            assert scores == sorted(scores, reverse=True)
+        for c in cards:
+            assert float(c["data-score"]) == pytest.approx(pred_score[c["data-name"]], abs=1e-4)
+            assert c["data-pred"] == y_pred[rel.index(c["data-name"])]
+
+
+def test_nasty_file_name_is_escaped(trained, labelled_report):
+    rep, page = labelled_report
+    text = rep.path.read_text(encoding="utf-8")
+    assert NASTY not in text
+    assert "onerror=alert(1)>" not in text
+    # a parser sees the name as data, and no element gained an event handler
+    assert f"blue/{NASTY}" in [c["data-name"] for c in page.cards]
+    assert not [i for i in page.imgs if "onerror" in i]
+
+
+def test_max_per_class_keeps_mistakes_and_full_counts(trained, labelled_report, tmp_path):
+    full, _ = labelled_report
+    rep = build_report(trained["model"], trained["labelled"], tmp_path / "o", max_per_class=2)
+    page = Page(rep.path.read_text(encoding="utf-8"))
+    shown = {}
+    for c in page.cards:
+        shown.setdefault(c["section"], []).append(c)
+    wrong = {e.name for e in full.entries if e.misclassified}
+    assert all(len(v) <= 2 for v in shown.values())
+    assert wrong <= {c["data-name"] for c in page.cards}  # mistakes are never the ones cut
+    np.testing.assert_array_equal(rep.confusion, full.confusion)
+    assert "more not shown" in rep.path.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="max_per_class"):
+        build_report(trained["model"], trained["labelled"], tmp_path / "o", max_per_class=0)
+
+
+def test_report_module_does_not_import_tensorflow():
+    # gapsvm.report is the old path, served lazily: touch a name so the package really loads
+    code = ("import sys, gapsvm.report; gapsvm.report.build_report; "
+            "import gapsvm.workflows.report.collect, gapsvm.workflows.report.html; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
