@@ -7,6 +7,12 @@ same folder (mode ``explain``: maps are reduced to CAMs as they arrive). The net
 small (64x64 by default) so that 10,000 images fit the time; memory that grows per image
 (maps, decoded images, cache entries) would show the same way at any input size, while the
 fixed part (TensorFlow, the model, its activations) is what a bigger input size changes.
+
+Rows 6b and 6c (:func:`run_cam`) are that fixed part at its largest: ``gapsvm cam`` at native
+size over a folder of 640x320 images with 4000x3000 photos and 1x20000 strips among them,
+against the same folder without the large ones. The bound on network input pixels
+(:data:`gapsvm.core.sizes.MAX_INPUT_PIXELS`) is what keeps the ratio small: photos are
+fitted to it, strips refused.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import common
 
 NAME = "memory"
@@ -28,8 +36,37 @@ NAME = "memory"
 LIMIT_MB = 3.5 * 1024
 
 
+def _cam_child(args: argparse.Namespace) -> dict[str, Any]:
+    """``train``: a model on the folder's images (small inputs); ``cam``: `gapsvm cam` at
+    native size over the folder with that model."""
+    from gapsvm import cli
+    from gapsvm.core.scan import list_images
+
+    t0 = time.perf_counter()
+    paths = list_images(args.folder)
+    if args.child == "train":
+        from gapsvm import GapClassifier
+
+        weights = None if args.weights == "none" else args.weights
+        clf = GapClassifier(weights=weights, input_size=(64, 64), precision=args.precision,
+                            cache_dir=None)
+        # Memory does not depend on what the head learned: any two-class head will do.
+        clf.fit(paths, [("a", "b")[i % 2] for i in range(len(paths))]).save(args.out)
+    else:
+        argv = ["cam", args.model, args.folder, "--input-size", "native", "--out", args.out,
+                "--cache-dir", args.cache_dir, "--precision", args.precision, "-q"]
+        with common.silenced():
+            status = cli.main(argv)
+        if status != 0:  # the strips are skipped with a reason: still status 0
+            raise SystemExit(f"gapsvm cam exited with {status}")
+    return {"peak_rss_mb": common.peak_rss_mb(), "seconds": time.perf_counter() - t0,
+            "images": len(paths), "mode": args.child}
+
+
 def _child(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.child in ("train", "cam"):
+        return _cam_child(args)
     from gapsvm.core.scan import list_images
     from gapsvm.core.sizes import format_size, parse_input_size
     from gapsvm.network.backbone.build import get_backbone
@@ -66,16 +103,18 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(folder: Path, cache_dir: Path, mode: str, input_size: Any, precision: str,
-            weights: Any, batch_size: int) -> dict[str, Any]:
-    """Run one size in a fresh process and return its peak resident memory."""
+            weights: Any, batch_size: int, *, out: Path | None = None,
+            model: Path | None = None) -> dict[str, Any]:
+    """Run one size (or one ``train`` / ``cam`` step) in a fresh process and return its peak
+    resident memory."""
     from gapsvm.core.sizes import format_size
 
+    out = out or cache_dir.parent / f"{folder.name}-{mode}.joblib"
     cmd = [sys.executable, "-m", "benchmarks.bench_memory", "--child", mode,
-           "--folder", str(folder), "--cache-dir", str(cache_dir),
-           "--out", str(cache_dir.parent / f"{folder.name}-{mode}.joblib"),
+           "--folder", str(folder), "--cache-dir", str(cache_dir), "--out", str(out),
            "--input-size", format_size(input_size), "--precision", precision,
            "--weights", "none" if weights is None else str(weights),
-           "--batch-size", str(batch_size)]
+           "--batch-size", str(batch_size), *(["--model", str(model)] if model else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(common.ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=common.ROOT)
@@ -94,6 +133,7 @@ def run(
     batch_size: int = 16,
     kind: str = "all",
     workdir: str | os.PathLike | None = None,
+    cam: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Peak resident memory for each number of images, each in a fresh process.
 
@@ -110,6 +150,8 @@ def run(
     kind : str, default="all"
         Real images the variants are made from (all three kinds, mixed).
     workdir : path, optional
+    cam : dict, optional
+        Also the rows of :func:`run_cam`, called with these keyword arguments.
 
     Returns
     -------
@@ -153,6 +195,113 @@ def run(
             f"6a. peak RSS, largest run, {what}", top, at_most=LIMIT_MB, fmt=".0f", unit=" MB",
             detail=f"{hi} images",
         ))
+    out: dict[str, Any] = {"name": NAME, "rows": rows, "results": results}
+    if cam is not None:
+        extra = run_cam(**{"workdir": workdir and Path(workdir) / "cam-row", **cam})
+        out["rows"] += extra["rows"]
+        out["cam"] = extra["results"]
+    return out
+
+
+def _write(path: Path, rgb: Any) -> str:
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if path.suffix == ".jpg" else []
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params):
+        raise OSError(f"cannot write {path}")
+    return str(path)
+
+
+def cam_folders(work: Path, *, n_small: int, n_large: int, small_hw: tuple[int, int],
+                large_hw: tuple[int, int], strip_w: int, kind: str) -> tuple[Path, Path]:
+    """Two folders made from real photos: ``small`` (``n_small`` images of ``small_hw``) and
+    ``mixed`` (the same, plus ``n_large`` photos of ``large_hw`` and ``n_large`` 1-pixel-high
+    strips ``strip_w`` wide). Sizes are (height, width).
+
+    Returns
+    -------
+    (mixed, small) : tuple of Path
+    """
+    import cv2
+
+    from gapsvm.core.decode import read_image
+
+    mixed, small = work / "mixed", work / "small"
+    for d in (mixed, small):
+        d.mkdir(parents=True, exist_ok=True)
+    sources = common.real_images(kind)
+    for i in range(n_small + n_large):
+        img = read_image(sources[i % len(sources)])
+        if i < n_small:
+            part = cv2.resize(img, small_hw[::-1], interpolation=cv2.INTER_AREA)
+            name = f"s{i:03d}.jpg"
+            _write(mixed / name, part)
+            os.link(mixed / name, small / name)
+        else:
+            big = cv2.resize(img, large_hw[::-1], interpolation=cv2.INTER_CUBIC)
+            _write(mixed / f"l{i:03d}.jpg", big)
+            row = np.ascontiguousarray(big[big.shape[0] // 2 : big.shape[0] // 2 + 1])
+            _write(mixed / f"strip{i:03d}.png", cv2.resize(row, (strip_w, 1)))
+    return mixed, small
+
+
+def run_cam(
+    *,
+    n_small: int = 8,
+    n_large: int = 2,
+    small_hw: tuple[int, int] = (320, 640),
+    large_hw: tuple[int, int] = (3000, 4000),
+    strip_w: int = 20000,
+    precision: str = "float32",
+    weights: Any = "imagenet",
+    kind: str = "photos",
+    workdir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Rows 6b, 6c: peak RSS of ``gapsvm cam`` at native size, with and without large images.
+
+    Parameters
+    ----------
+    n_small, n_large : int, default=8, 2
+        640x320 images in both folders; 4000x3000 photos (and as many 1x20000 strips) in the
+        mixed one only.
+    small_hw, large_hw : (h, w), default=(320, 640), (3000, 4000)
+    strip_w : int, default=20000
+    precision : {"float32", "bfloat16"}, default="float32"
+        float32: the default precision, and the larger activations.
+    weights : {"imagenet"} or None
+    kind : str, default="photos"
+        Real images the folders are made from.
+    workdir : path, optional
+
+    Returns
+    -------
+    dict
+        ``rows`` and ``results`` (``train``, ``mixed``, ``small``: each child's peak).
+    """
+    results: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        work = Path(workdir) if workdir else stack.enter_context(common.temp_dir())
+        mixed, small = cam_folders(work / "cam", n_small=n_small, n_large=n_large,
+                                   small_hw=small_hw, large_hw=large_hw, strip_w=strip_w,
+                                   kind=kind)
+        model = work / "cam-model.skops"
+        results["train"] = measure(small, work / "cam-cache-train", "train", (64, 64),
+                                   precision, weights, 16, out=model)
+        for name, folder in (("small", small), ("mixed", mixed)):
+            results[name] = measure(folder, work / f"cam-cache-{name}", "cam", None, precision,
+                                    weights, 16, out=work / f"cams-{name}", model=model)
+    lo, hi = results["small"]["peak_rss_mb"], results["mixed"]["peak_rss_mb"]
+    what = (f"{n_small} x {small_hw[1]}x{small_hw[0]}"
+            f" + {n_large} x {large_hw[1]}x{large_hw[0]} + {n_large} x {strip_w}x1")
+    rows = [
+        common.row("6b. peak RSS ratio, `gapsvm cam` native, with large images / without",
+                   hi / lo, at_most=1.5, fmt=".2f", unit="x",
+                   detail=f"{what}: {hi:.0f} MB; {n_small} x {small_hw[1]}x{small_hw[0]} "
+                   f"alone: {lo:.0f} MB; fresh process each, {precision}"),
+        common.row("6c. peak RSS, `gapsvm cam` native, with large images", hi,
+                   at_most=LIMIT_MB, fmt=".0f", unit=" MB",
+                   detail=f"{results['mixed']['seconds']:.0f} s"),
+    ]
     return {"name": NAME, "rows": rows, "results": results}
 
 
@@ -160,7 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command line: ``--child MODE ...`` measures one run (used by :func:`run`); without it,
     run the default sizes and print the rows."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--child", choices=["features", "explain"])
+    p.add_argument("--child", choices=["features", "explain", "train", "cam"])
+    p.add_argument("--model")
     p.add_argument("--folder")
     p.add_argument("--cache-dir")
     p.add_argument("--out")
@@ -173,8 +323,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out = _child(args)
         print(json.dumps(out))
         return out
-    out = run()
-    return common.print_rows(out)
+    return common.print_rows(run(cam={}))
 
 
 if __name__ == "__main__":

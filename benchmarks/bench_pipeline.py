@@ -51,7 +51,7 @@ def tfdata_extract(
     """
     import tensorflow as tf
 
-    from gapsvm.network.extraction import PendingImage, prepare_images
+    from gapsvm.network.prepare import PendingImage, prepare_images
 
     side: dict[int, PendingImage] = {}
     names = [str(p) for p in paths]
@@ -164,15 +164,13 @@ def _strategy(
     batch_size: int, prefetch: int | None, repeats: int,
 ) -> tuple[float, float]:
     """One input-pipeline strategy against the bare model: (median ratio, its rate)."""
-    from gapsvm.core.cache import FeatureCache
-    from gapsvm.core.sizes import format_size
     from gapsvm.network.extraction import extract
+    from gapsvm.network.prepare import open_cache
 
     counter = iter(range(10**6))
 
     def one() -> float:
-        cache = FeatureCache(work / f"cache-p{prefetch}-{next(counter)}", bb.key,
-                             format_size(input_size))
+        cache = open_cache(work / f"cache-p{prefetch}-{next(counter)}", bb)
         if prefetch is None:
             return common.time_call(lambda: tfdata_extract(
                 paths, bb, input_size, cache, batch_size))[0]

@@ -254,15 +254,11 @@ def peak_rss_mb() -> float:
 
 
 def cpu_flags() -> set[str]:
-    """The CPU feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    """The CPU feature flags from ``/proc/cpuinfo`` (empty where there is none): the
+    library's reader, :func:`gapsvm.utils.cpu.cpu_flags`, so the hint and the targets agree."""
+    from gapsvm.utils.cpu import cpu_flags as read_flags
+
+    return read_flags()
 
 
 def cpu_model() -> str:

@@ -27,7 +27,8 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-BENCHES = ("pipeline", "precision", "cache", "search", "cam", "memory", "distributed")
+BENCHES = ("pipeline", "precision", "cache", "search", "cam", "memory", "distributed",
+           "startup", "backbones")
 
 
 def plan(mode: str) -> dict[str, list[dict[str, Any]]]:
@@ -55,9 +56,14 @@ def plan(mode: str) -> dict[str, list[dict[str, Any]]]:
         "cache": [{"n_images": 48 if quick else 96, "separate_process": not quick}],
         "search": [{"n_images": 200 if quick else None}],
         "cam": [{"n_images": 16 if quick else 48, "repeats": 2 if quick else 3}],
+        # With rows 6b/6c: `gapsvm cam` at native size with 4000x3000 photos and 1x20000 strips.
         "memory": [{"sizes": (200, 1000) if quick else
-                    ((1000, 5000, 10000) if full else (1000, 5000))}],
+                    ((1000, 5000, 10000) if full else (1000, 5000)),
+                    "cam": {"n_small": 4 if quick else 8, "n_large": 1 if quick else 2}}],
         "distributed": [{}],
+        "startup": [{"repeats": 3 if quick else 5}],
+        # Information rows: every registry backbone's throughput against VGG16's.
+        "backbones": [{"warmup": 1 if quick else 2, "batches": 3 if quick else 6}],
     }
 
 

@@ -1,7 +1,8 @@
 """The hostile-input corpus, generated (nothing binary is committed): a class-folder data set
 under a path with a space and non-ASCII letters, holding good edge cases (grayscale, RGBA,
-palette, 16-bit, EXIF-rotated, 1x1, 10x10, BMP/WebP/TIFF) and bad files (truncated and corrupt
-JPEG/PNG, zero bytes, text named .jpg, a real 20000x20000 PNG and a JPEG header claiming that
+palette, 16-bit, EXIF-rotated, 1x1, 10x10, BMP/WebP/TIFF, the rarer JPEG endings and JPEG 2000)
+and bad files (truncated and corrupt JPEG/PNG, a JPEG with garbled compressed data but intact
+markers, zero bytes, text named .jpg, a real 20000x20000 PNG and a JPEG header claiming that
 size, a named pipe, a symbolic-link loop, an unreadable file, unsupported formats, an empty
 class folder, a link to a parent folder). ``GOOD``, ``BAD``, ``SCAN`` and ``SCAN_DIRECT`` say
 what gapsvm must answer for each.
@@ -62,6 +63,16 @@ def huge_png(w: int = 20000, h: int = 20000) -> bytes:
     )  # fmt: skip
 
 
+def garbled_jpeg(rng: np.random.Generator, h: int = 96, w: int = 128) -> bytes:
+    """A JPEG whose compressed data has 64 random bytes in the middle of its scan, with every
+    marker intact (no 0xFF byte is written): libjpeg decodes it to mostly wrong pixels and
+    only warns ("Corrupt JPEG data: ...") on stderr."""
+    jpeg = bytearray(encode(smooth_image(rng, h, w), "JPEG", quality=90))
+    start = jpeg.rfind(b"\xff\xda") + (len(jpeg) - jpeg.rfind(b"\xff\xda")) // 3
+    jpeg[start : start + 64] = rng.integers(0, 255, 64, dtype=np.uint8).tobytes()
+    return bytes(jpeg)
+
+
 def with_jpeg_size(jpeg: bytes, w: int, h: int) -> bytes:
     """The same JPEG with its frame header (SOF0) claiming another size."""
     i = jpeg.index(b"\xff\xc0")
@@ -85,11 +96,15 @@ GOOD = {  # relative path -> what it exercises
     "not_person/n2.bmp": "BMP",
     "not_person/n3.webp": "WebP",
     "not_person/n4.tiff": "TIFF",
+    "not_person/n5.jfif": "JPEG named .jfif",
+    "not_person/n6.jpe": "JPEG named .jpe",
+    "not_person/n7.jp2": "JPEG 2000 (lossless)",
 }
 #: Files a folder run computes nothing for: relative path -> reason the user sees.
 BAD = {
     "person/truncated.jpg": "truncated JPEG (no end-of-image marker after the last scan)",
     "person/corrupt.jpg": "not a decodable image (corrupt or truncated JPEG data)",
+    "person/garbled.jpg": "not a decodable image (corrupt JPEG data; libjpeg: Corrupt JPEG data",
     "person/zero.jpg": "empty file (0 bytes)",
     "person/notes.jpg": "not an image (the file holds text)",
     "person/huge.png": "image is 20000x20000 pixels, over the 268,435,456-pixel limit "
@@ -104,9 +119,10 @@ BAD = {
 SCAN = {
     "person/loop.jpg": "broken or looping symbolic link",
     "person/up": "symbolic link to a folder, not followed (a link loop would never end)",
-    "person/phone.heic": "unsupported image format .heic (gapsvm reads .bmp, .jpeg, .jpg, "
-    ".pbm, .pgm, .png, .ppm, .tif, .tiff, .webp); convert it to JPEG or PNG",
+    "person/phone.heic": "unsupported image format .heic (gapsvm reads .bmp, .jfif, .jp2, "
+    ".jpe, .jpeg, .jpg, .pbm, .pgm, .png, .ppm, .tif, .tiff, .webp); convert it to JPEG or PNG",
     "not_person/old.tga": "unsupported image format .tga",
+    "not_person/hdr.exr": "unsupported image format .exr (OpenEXR holds high-dynamic-range",
     "empty": "class folder holds no images",
 }
 #: What read_image says when handed a SCAN file directly.
@@ -114,6 +130,7 @@ SCAN_DIRECT = {
     "person/loop.jpg": "Too many levels of symbolic links",
     "person/phone.heic": "unsupported format (HEIF/HEIC); convert it to JPEG or PNG",
     "not_person/old.tga": "not a decodable image (unknown or unsupported format)",
+    "not_person/hdr.exr": "unsupported format (OpenEXR); tone-map it to a 16-bit PNG or TIFF",
 }
 
 
@@ -183,6 +200,11 @@ def _put_good(c: Corpus, rng: np.random.Generator) -> None:
         ext = {"JPEG": "jpg", "TIFF": "tiff"}.get(fmt, fmt.lower())
         img = smooth_image(rng, 32 + 4 * i, 40)
         put(f"not_person/n{i}.{ext}", encode(img, fmt), img)
+    extra = np.random.default_rng(7)  # its own stream: the files above keep their bytes
+    img = smooth_image(extra, 36, 44)
+    put("not_person/n5.jfif", encode(img, "JPEG", quality=95))
+    put("not_person/n6.jpe", encode(img, "JPEG", quality=95))
+    put("not_person/n7.jp2", encode(img, "JPEG2000", irreversible=False), img)
 
 
 def _put_bad(c: Corpus, rng: np.random.Generator) -> None:
@@ -205,6 +227,8 @@ def _put_bad(c: Corpus, rng: np.random.Generator) -> None:
     put("person/phone.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     put("not_person/old.tga", encode(smooth_image(rng, 20, 20), "TGA"))
     os.chmod(c.p("person/locked.png"), 0)
+    put("person/garbled.jpg", garbled_jpeg(np.random.default_rng(8)))  # own stream, as above
+    put("not_person/hdr.exr", b"v/1\x01\x02\x00\x00\x00" + bytes(120))  # EXR magic, version 2
 
 
 class _CapHeader(ctypes.Structure):

@@ -49,6 +49,22 @@ def fresh_python(code: str, *args: str, timeout: float = 300,
                           timeout=timeout, check=True, cwd=cwd)
 
 
+def run_cli_fresh(*argv: object) -> tuple[int, str, bool]:
+    """Run ``gapsvm <argv>`` in a new interpreter, for what an in-process run cannot show:
+    whether the command loaded TensorFlow.
+
+    Returns
+    -------
+    (exit status, stdout, whether ``tensorflow`` was imported)
+    """
+    code = ("import sys\nfrom gapsvm.cli.main import main\nrc = main(sys.argv[1:])\n"
+            "print(f'\\n{rc} {\"tensorflow\" in sys.modules}')")
+    res = fresh_python(code, *map(str, argv))
+    out, _, last = res.stdout.rstrip("\n").rpartition("\n")
+    rc, loaded = last.split()
+    return int(rc), out.removesuffix("\n"), loaded == "True"
+
+
 def imagenet_weights_file() -> Path:
     """The ImageNet VGG16 weights gapsvm uses: its installed file (``make weights``), else
     Keras' own cached download. The path may not exist; ``imagenet_ready`` checks it."""

@@ -35,7 +35,9 @@ def colour(rng: np.random.Generator, rgb: tuple[int, int, int], size=(32, 32)) -
 
 
 class Page(HTMLParser):
-    """Collects the elements the tests read: cards, confusion cells, model card, sections."""
+    """Collects the elements the tests read: cards, confusion cells, model card, sections,
+    and with every class drawn (``target="all"``) each card's class panels and their labels.
+    Each image and panel records the index of the card it belongs to (``card``)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -43,6 +45,8 @@ class Page(HTMLParser):
         self.cells: dict[tuple[str, str], str] = {}
         self.fields: dict[str, str] = {}
         self.imgs: list[dict] = []
+        self.panels: list[dict] = []
+        self._panel_depth = 0  # open divs of the current class panel
         self.errors: list[str] = []
         self.section: str | None = None
         self._cell: tuple | None = None
@@ -58,7 +62,12 @@ class Page(HTMLParser):
         elif tag == "figure":
             self.cards.append({**a, "section": self.section})
         elif tag == "img":
-            self.imgs.append(a)
+            self.imgs.append({**a, "card": len(self.cards) - 1})
+        elif tag == "div" and self._panel_depth:
+            self._panel_depth += 1
+        elif tag == "div" and "data-class" in a:
+            self.panels.append({**a, "card": len(self.cards) - 1, "label": ""})
+            self._panel_depth = 1
         elif tag == "td" and "data-pred" in a:
             self._cell = (a["data-true"], a["data-pred"])
             self.cells[self._cell] = ""
@@ -71,6 +80,8 @@ class Page(HTMLParser):
             self._li = []
 
     def handle_endtag(self, tag):
+        if tag == "div" and self._panel_depth:
+            self._panel_depth -= 1
         if tag == "td":
             self._cell = self._field = None
         elif tag == "li" and self._li is not None:
@@ -80,6 +91,8 @@ class Page(HTMLParser):
             self._in_errors = False
 
     def handle_data(self, data):
+        if self._panel_depth:
+            self.panels[-1]["label"] += data
         if self._cell is not None:
             self.cells[self._cell] += data
         if self._field is not None:

@@ -45,7 +45,7 @@ settings.register_profile(
 settings.load_profile("gapsvm")
 
 #: A test using one of these fixtures reads the real images.
-DATA_FIXTURES = frozenset({"shared_data", "persons", "persons_slice"})
+DATA_FIXTURES = frozenset({"shared_data", "persons", "persons_slice", "caltech_slice"})
 #: A test using one of these fixtures needs the installed ImageNet weights.
 WEIGHTS_FIXTURES = frozenset({"imagenet_ready"})
 
@@ -115,6 +115,36 @@ def persons_slice(persons):
         [rng.choice(np.flatnonzero(labels == c), 24, replace=False) for c in np.unique(labels)]
     )
     return [paths[i] for i in idx], labels[idx]
+
+
+@pytest.fixture(scope="session")
+def caltech_slice(shared_data):
+    """A fixed slice of caltech101_3 (airplane, face, motorcycle), per class 8 training and 6
+    test photos, seeded; no test photo shares a near-duplicate group with a training photo.
+
+    Returns ``(root, train_paths, train_labels, test_rows)``: ``test_rows`` are the test
+    photos' rows of ``root / "boxes.csv"`` (dicts; file names relative to ``root``).
+    """
+    import csv
+
+    root = shared_data / "caltech101_3"
+    if not (root / "boxes.csv").is_file() or not (root / "manifest.csv").is_file():
+        pytest.fail(f"caltech101_3 (boxes.csv, manifest.csv) not found in {shared_data}")
+    with open(root / "manifest.csv", newline="") as fh:
+        group = {r["filename"]: (r["label"], r["near_dup_group"]) for r in csv.DictReader(fh)}
+    with open(root / "boxes.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rng = np.random.default_rng(13)
+    train_paths, train_labels, test = [], [], []
+    for label in sorted({r["label"] for r in rows}):
+        names = sorted({r["filename"] for r in rows if r["label"] == label})
+        names = [names[i] for i in rng.permutation(len(names))]
+        train = names[:8]
+        seen = {group[n] for n in train}
+        test += [n for n in names[8:] if group[n] not in seen][:6]
+        train_paths += [str(root / n) for n in train]
+        train_labels += [label] * len(train)
+    return root, train_paths, np.array(train_labels), [r for r in rows if r["filename"] in test]
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,7 @@ def test_runner_tables_and_plan() -> None:
         p = run.plan(mode)
         assert set(p) == set(run.BENCHES)
     assert 10000 in run.plan("full")["memory"][0]["sizes"]
+    assert run.plan("default")["memory"][0]["cam"]["n_large"] >= 1  # rows 6b and 6c
     assert 10000 not in run.plan("default")["memory"][0]["sizes"]
 
 
@@ -202,6 +203,27 @@ def test_memory_bench_in_fresh_processes(shared_data, tmp_path) -> None:
     assert by_prefix(rows, "6a.")["passed"] is True
 
 
+def test_memory_cam_rows_with_and_without_large_images(shared_data, tmp_path) -> None:
+    from benchmarks import bench_memory
+
+    # Tiny stand-ins for 640x320 images, 4000x3000 photos and 1x20000 strips (the strip is
+    # still refused: too elongated for the bound at any size).
+    out = bench_memory.run_cam(n_small=2, n_large=1, small_hw=(40, 64), large_hw=(120, 160),
+                               strip_w=4000, weights=None, workdir=tmp_path)
+    rows = check_rows(out, 2)
+    peaks = out["results"]
+    assert all(100 < peaks[k]["peak_rss_mb"] < bench_memory.LIMIT_MB
+               for k in ("train", "small", "mixed"))
+    assert peaks["small"]["images"] == 2 and peaks["mixed"]["images"] == 4
+    # The strip is skipped with its reason; every other image gets its overlay.
+    assert len(list((tmp_path / "cams-small").rglob("*.png"))) == 2
+    assert len(list((tmp_path / "cams-mixed").rglob("*.png"))) == 3
+    ratio = by_prefix(rows, "6b.")
+    assert ratio["value"] == pytest.approx(peaks["mixed"]["peak_rss_mb"]
+                                           / peaks["small"]["peak_rss_mb"])
+    assert by_prefix(rows, "6c.")["passed"] is True
+
+
 # -- the changes issue #5 made for speed keep every result identical -----------------------
 def test_explain_streams_maps_into_the_same_cams(shared_data, persons_slice, tmp_path) -> None:
     from gapsvm import GapClassifier, GapFeaturizer
@@ -224,3 +246,44 @@ def test_explain_streams_maps_into_the_same_cams(shared_data, persons_slice, tmp
     fixed = clf.explain(shown, target=clf.classes_[0])
     for cam, m in zip(fixed.cams, maps, strict=True):
         assert np.array_equal(cam, class_activation_map(m, W[0]))
+
+
+def test_startup_bench_rows() -> None:
+    from benchmarks import bench_startup
+
+    out = bench_startup.run(repeats=1)
+    rows = check_rows(out, n_min=len(bench_startup.COMMANDS))
+    assert all(r["name"].startswith("8. start-up") and r["value"] > 0 for r in rows)
+    assert out["seconds"]["python -c pass"] > 0
+
+
+def test_backbones_bench_times_every_registry_backbone_against_vgg16(shared_data) -> None:
+    from benchmarks import bench_backbones
+    from gapsvm.network.backbone.registry import BACKBONES
+
+    out = bench_backbones.run(size=(64, 32), batch_size=2, warmup=1, batches=2)
+    rows = check_rows(out, n_min=len(BACKBONES))
+    assert list(out["backbones"]) == ["vgg16", *(n for n in BACKBONES if n != "vgg16")]
+    assert all(r["target"] == "" and r["value"] > 0 for r in rows)  # information rows
+    assert by_prefix(rows, "9. backbones: vgg16 ")["value"] == 1.0
+    for name, b in out["backbones"].items():
+        spec = BACKBONES[name]
+        # The map the network returned, against the input size over the registry's stride.
+        assert b["map"] == (64 // spec.stride, 32 // spec.stride), name
+        assert (b["stride"], b["channels"], len(b["seconds"])) == (spec.stride, spec.channels, 2)
+        row = by_prefix(rows, f"9. backbones: {name} ")
+        assert row["value"] == pytest.approx(
+            np.median(np.asarray(out["backbones"]["vgg16"]["seconds"]) / b["seconds"]))
+        assert f"map {b['map'][0]}x{b['map'][1]}" in row["detail"]
+    table = bench_backbones.markdown_table(out).splitlines()
+    assert table[0].startswith("| backbone | feature layer | stride | feature size | map at 64x32")
+    assert len(table) == 2 + len(BACKBONES) and "| `vgg16` | `block5_conv3` | 16 | 512 | 4x2 |" in (
+        table[2])
+
+
+def test_backbones_bench_is_in_the_plan() -> None:
+    for mode in ("quick", "default", "full"):
+        (kwargs,) = run.plan(mode)["backbones"]
+        assert kwargs["warmup"] >= 1 and kwargs["batches"] >= 1
+    assert run.plan("quick")["backbones"][0]["batches"] < run.plan("default")["backbones"][0][
+        "batches"]

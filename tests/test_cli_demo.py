@@ -36,7 +36,7 @@ def test_demo_runs_the_user_path_on_random_weights(tmp_path, capsys):
     report = out / "report" / "index.html"
     assert printed.rstrip().endswith(f"report: {report.resolve()}")
     assert sorted(p.name for p in (out / "cam").glob("*.png")) == sorted(
-        f"{p}.cam-face.png" for p in PHOTOS)
+        f"{p}.png.cam-face.png" for p in PHOTOS)
     html = report.read_text(encoding="utf-8")
     for p in PHOTOS:
         assert f'data-name="{p}.png"' in html

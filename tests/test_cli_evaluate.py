@@ -1,5 +1,6 @@
 """``gapsvm evaluate``'s input sizes (gapsvm/cli/evaluate.py): ``--input-size`` in the grammar
-of every other command, with ``--scale`` and ``--scales`` kept as its older spellings."""
+of every other command (scales of each photo and fixed sizes), with ``--scale`` and
+``--scales`` kept as the older spellings of scales."""
 
 from __future__ import annotations
 
@@ -38,9 +39,31 @@ def test_the_spellings_exclude_each_other(capsys) -> None:
         assert "not allowed with argument" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "a", "1,a", "128x64"])
+@pytest.mark.parametrize("bad", ["0", "-1", "a", "1,a", "16x16"])
 def test_bad_scales_are_usage_errors(capsys, bad) -> None:
     with pytest.raises(SystemExit) as exc:
         _settings("--input-size", bad)
     assert exc.value.code == 2
     assert "scale" in capsys.readouterr().err
+
+
+def test_a_bare_number_is_a_size_in_input_size_and_a_scale_in_scale(capsys) -> None:
+    # one grammar for --input-size in every command: "2" is 2x2 pixels there, so evaluate,
+    # which takes only scales of each photo, refuses it and says how to write the scale
+    with pytest.raises(SystemExit) as exc:
+        _settings("--input-size", "2")
+    assert exc.value.code == 2 and "x2" in capsys.readouterr().err
+    assert _settings("--scale", "2")["scales"] == (2.0,)
+
+
+@pytest.mark.parametrize(
+    "text, sizes",
+    [
+        ("224x224", ((224, 224),)),
+        ("224", ((224, 224),)),  # a bare whole number is the square, as in every command
+        ("128x64", ((128, 64),)),  # height x width
+        ("x1,224x224", (1.0, (224, 224))),  # a multi-scale CAM may mix the two
+    ],
+)
+def test_input_size_takes_the_fixed_size_a_head_was_trained_at(text, sizes) -> None:
+    assert _settings("--input-size", text)["scales"] == sizes

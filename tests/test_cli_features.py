@@ -4,15 +4,18 @@ file; the cache; unreadable files reported, skipped and listed in ``--errors``."
 from __future__ import annotations
 
 import csv
+import os
 import re
+import subprocess
 
 import _cli
 import numpy as np
 import pytest
-from _helpers import run_cli
+from _helpers import run_cli, tool, write_rgb
 
 from gapsvm import GapFeaturizer
-from gapsvm.cli.features import write_errors_csv
+from gapsvm.cli import features as features_cli
+from gapsvm.cli.features import precision_hint, write_errors_csv
 from gapsvm.network.features_file import read_features_file
 
 work, dataset, features_file, dirty_dataset = (
@@ -80,3 +83,64 @@ def test_errors_csv_is_written_atomically(tmp_path) -> None:
     # No error at all: a header only, so a script can tell "none" from "did not run".
     write_errors_csv(path, [])
     assert path.read_text(encoding="utf-8").splitlines() == ["path,reason"]
+
+
+# -- what a user sees on standard error (issue 15, items 1 and 8) -------------------------
+def _fake_cpuinfo(tmp_path, flags: str):
+    path = tmp_path / f"cpuinfo-{len(flags)}"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flags}\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("flags, precision, hardware", [
+    ("amx_bf16 amx_tile avx512_bf16", "float32", "amx_bf16"),
+    ("avx512f avx512_bf16", "float32", "avx512_bf16"),
+    ("avx512f", "float32", None),
+    ("amx_bf16 avx512_bf16", "bfloat16", None),  # already the fast choice
+])
+def test_precision_hint_follows_the_cpu(tmp_path, flags, precision, hardware) -> None:
+    hint = precision_hint(precision, _fake_cpuinfo(tmp_path, flags))
+    if hardware is None:
+        assert hint is None
+    else:
+        assert hardware in hint and hint.endswith("--precision bfloat16")
+        assert "benchmarks/README.md" in hint and not re.search(r"\d+(\.\d+)?x", hint)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, quiet, n_hints",
+                         [("avx512_bf16", [], 1), ("avx2", [], 0), ("avx512_bf16", ["-q"], 0)])
+def test_hint_is_printed_once_per_run(capsys, monkeypatch, tmp_path, dataset, features_file,
+                                      work, flags, quiet, n_hints) -> None:
+    # -q asks for errors only: no hint either
+    monkeypatch.setattr(features_cli, "CPUINFO", str(_fake_cpuinfo(tmp_path, flags)))
+    rc, _, err = run_cli(capsys, "features", dataset, "--out", tmp_path / "f.joblib",
+                         "--input-size", "128x64", "--cache-dir", work / "cache", *quiet,
+                         "--batch-size", "4")
+    assert rc == 0
+    assert err.count("--precision bfloat16") == n_hints
+
+
+def _stderr_lines(argv: list[str], env_home) -> list[str]:
+    env = {**os.environ, "GAPSVM_HOME": str(env_home)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # what a user's shell has
+    res = subprocess.run([tool("gapsvm"), *argv], capture_output=True, text=True, env=env,
+                         timeout=600, check=False)
+    assert res.returncode == 0, res.stderr
+    return res.stderr.splitlines()
+
+
+@pytest.mark.slow
+def test_stderr_holds_only_gapsvm_lines_unless_verbose(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_rgb(tmp_path / "imgs" / f"{i}.png", rng.integers(0, 256, (48, 40, 3), np.uint8))
+    argv = ["features", str(tmp_path / "imgs"), "--weights", "none", "--input-size", "64x64",
+            "--out", str(tmp_path / "f.joblib")]
+    lines = _stderr_lines([*argv, "--cache-dir", str(tmp_path / "c1")], tmp_path / "home")
+    # The only line: the bfloat16 hint, on a CPU where it applies (this machine's own flags).
+    hint = precision_hint("float32")
+    assert lines == ([f"gapsvm features: {hint}"] if hint else [])
+    # -v lets TensorFlow's start-up log through: there is one to hide.
+    verbose = _stderr_lines([*argv, "--cache-dir", str(tmp_path / "c2"), "-v"], tmp_path / "home")
+    assert len(verbose) > len(lines)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _helpers import run_cli
+from _helpers import fresh_python, run_cli
 
 from gapsvm import cli
 from gapsvm.cli.main import build_parser
@@ -86,3 +86,139 @@ def test_console_script_help(via) -> None:
         assert sub in res.stdout
     res = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("gapsvm ")
+
+
+# -- help text (issue 15, item 3) ---------------------------------------------------------
+def _option_entries(help_text: str) -> dict[str, str]:
+    """``--option`` -> its whole entry (usage line and wrapped help) in an ``options`` list."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in help_text.splitlines():
+        head = re.match(r"  (-[-\w]+(?:, -[-\w]+)*)(\s|$)", line)
+        if head:
+            current = head.group(1).split(", ")[-1]
+            entries[current] = line
+        elif current and line.startswith("    "):
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return entries
+
+
+@pytest.mark.parametrize("command", sorted(FLAGS))
+def test_every_option_has_help_and_shows_its_default(capsys, command) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    entries = _option_entries(capsys.readouterr().out)
+    assert {f for f in FLAGS[command] if f.startswith("--")} <= set(entries)
+    for option, entry in entries.items():
+        if option in ("--help", "--version"):
+            continue
+        invocation = re.match(r"\s+-[-\w]+(, -[-\w]+)*( [A-Z{]\S*)?", entry)
+        takes_value = invocation.group(2) is not None
+        assert len(entry[invocation.end():].strip()) > 10, f"{command} {option}: no help"
+        if takes_value:  # a flag is off by default; an option says what it defaults to
+            assert "default" in entry or "(required)" in entry, f"{command} {option}: {entry!r}"
+
+
+def test_named_options_have_help_and_weights_lists_its_subcommands(capsys) -> None:
+    def entry(command: str, option: str) -> str:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        return _option_entries(capsys.readouterr().out)[option]
+
+    assert "cross-validation folds" in entry("train", "--cv") and "(default: 5)" in entry(
+        "train", "--cv")
+    assert "seed" in entry("train", "--seed") and "(default: 0)" in entry("train", "--seed")
+    assert "model file" in entry("train", "--out") and "model.skops" in entry("train", "--out")
+    assert "features file" in entry("features", "--out")
+    assert "(default: vgg16)" in entry("weights", "--backbone")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    top = capsys.readouterr().out
+    assert re.search(r"weights\s+the backbone weights: install, info, verify", top), top
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["weights", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for action in ("install:", "info:", "verify:"):
+        assert action in text
+
+
+def test_demo_help_shows_the_demo_sizes() -> None:
+    # cli/demo.py spells the defaults so --help needs no numpy: they must stay the demo's own.
+    from gapsvm.cli import demo
+    from gapsvm.workflows import demo as workflow
+
+    assert (demo.TRAIN_SIZE, demo.PHOTO_SIZE) == (workflow.TRAIN_SIZE, workflow.PHOTO_SIZE)
+    args = build_parser().parse_args(["demo"])
+    assert (args.train_size, args.photo_size) == (workflow.TRAIN_SIZE, workflow.PHOTO_SIZE)
+
+
+@pytest.mark.parametrize("argv", [["-v", "weights", "info"], ["weights", "info", "-v"],
+                                  ["weights", "info"]])
+def test_verbose_goes_before_or_after_the_command(argv) -> None:
+    args = build_parser().parse_args(argv)
+    assert args.verbose is ("-v" in argv)
+
+
+# -- start-up (items 2 and 9c) ------------------------------------------------------------
+HEAVY = ("tensorflow", "keras", "sklearn", "cv2", "scipy", "numpy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["predict", "--help"],
+                                  ["features", "folder", "--bogus"],
+                                  ["train", "f.joblib", "--cv", "many"],
+                                  ["features", "folder", "--backbone", "resnet50"]])
+def test_help_and_usage_errors_load_no_heavy_library(argv) -> None:
+    # A fresh interpreter: what `gapsvm ARGV` imports before it exits (status 0 or 2).
+    code = (
+        "import sys\n"
+        "from gapsvm.cli.main import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, 2), exc.code\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    assert fresh_python(code, timeout=120).stdout.splitlines()[-1] == "[]"
+
+
+def test_importing_gapsvm_is_lazy_but_complete() -> None:
+    code = (
+        "import sys, gapsvm\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        "missing = [n for n in gapsvm.__all__ if getattr(gapsvm, n, None) is None]\n"
+        "print(missing, 'tensorflow' in sys.modules)\n"
+    )
+    lines = fresh_python(code, timeout=120).stdout.splitlines()
+    assert lines == ["[]", "[] False"]
+
+
+# -- --backbone takes a registry name (issue 15, backbones) -------------------------------
+def test_backbone_choices_come_from_the_registry_without_numpy() -> None:
+    # a new registry entry is a --backbone choice with no second list to keep in step, and
+    # listing them loads neither numpy nor TensorFlow
+    code = (
+        "import sys\n"
+        "from gapsvm.cli.main import build_parser\n"
+        "from gapsvm.network.backbone.registry import BACKBONES\n"
+        "p = build_parser()\n"
+        "sub = next(a for a in p._actions if a.dest == 'command').choices['features']\n"
+        "choices = next(a for a in sub._actions if a.dest == 'backbone').choices\n"
+        "print(tuple(choices) == tuple(BACKBONES), 'numpy' in sys.modules)\n"
+    )
+    assert fresh_python(code, timeout=120).stdout.split() == ["True", "False"]
+
+
+@pytest.mark.parametrize("argv", [["features", "folder"], ["weights", "info"]])
+def test_an_unknown_backbone_is_a_usage_error_naming_the_known_ones(capsys, argv) -> None:
+    from gapsvm.network.backbone.registry import BACKBONES
+
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, *argv, "--backbone", "resnet50")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --backbone: invalid choice: 'resnet50'" in err
+    assert all(f"'{name}'" in err for name in BACKBONES)
+    for name in BACKBONES:  # every registry name is accepted
+        assert build_parser().parse_args([*argv, "--backbone", name]).backbone == name

@@ -7,7 +7,7 @@ from __future__ import annotations
 import _report
 import numpy as np
 import pytest
-from _helpers import run_cli
+from _helpers import run_cli, run_cli_fresh
 from _report import RED, Page, colour, readable, write_png
 
 from gapsvm import cli
@@ -87,3 +87,24 @@ def test_a_folder_with_nothing_readable_fails_even_without_strict(trained, tmp_p
     assert rc == 0 and "a.png: " in err
     rc, _, _ = run_cli(capsys, *_argv(trained, folder, tmp_path / "out3"), "--strict")
     assert rc == 1
+
+
+
+def test_a_report_the_cache_serves_never_loads_tensorflow(trained, tmp_path):
+    # The fixture's `features` run built the network, recording its weights' identity, and
+    # cached every training image with its maps: the report needs neither the network nor
+    # TensorFlow, which would cost seconds of start-up.
+    out = tmp_path / "cached"
+    rc, printed, tensorflow = run_cli_fresh(*_argv(trained, trained["root"] / "train", out))
+    assert (rc, tensorflow) == (0, False), printed
+    assert len(Page((out / "index.html").read_text("utf-8")).cards) == 16
+
+
+def test_target_all_draws_every_class_for_each_image(trained, tmp_path, capsys):
+    out = tmp_path / "every"
+    rc, _, err = run_cli(capsys, *_argv(trained, trained["flat"], out), "--target", "all")
+    assert rc == 0, err
+    page = Page((out / "index.html").read_text(encoding="utf-8"))
+    paths, _ = readable(trained["flat"])
+    assert len(page.cards) == len(paths) and len(page.panels) == 2 * len(paths)
+    assert page.fields["map drawn"] == "every class, one row per image"

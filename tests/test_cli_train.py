@@ -51,8 +51,34 @@ def test_nested_classifier_flags_reach_the_estimator(capsys, features_file, work
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--classifier", "nonsense"], "unknown classifier 'nonsense'"),
-        (["--classifier", "sklearn.svm.NoSuchSVC"], "cannot import classifier"),
+        (["--classifier", "nonsense"], "argument --classifier: unknown classifier 'nonsense'"),
+        (["--classifier", "sklearn.svm.NoSuchSVC"],
+         "argument --classifier: cannot import classifier 'sklearn.svm.NoSuchSVC'"),
+        (["--classifier", "os.path"], "argument --classifier: 'os.path' is a module, not a "
+                                      "classifier class"),
+        (["--classifier", "sklearn.cluster.KMeans"], "argument --classifier: "
+         "'sklearn.cluster.KMeans' is not a classifier (scikit-learn says it is a clusterer)"),
+        (["--classifier", "sklearn.pipeline.Pipeline"], "argument --classifier: cannot build "
+         "classifier 'sklearn.pipeline.Pipeline' without arguments: "),
+        (["--classifier", "os.getcwd"], "argument --classifier: 'os.getcwd' is a "
+                                        "builtin_function_or_method, not a classifier class"),
+        (["--cv", "-3"], "argument --cv: -3 folds: give 0 to skip cross-validation, or 2 or more"),
+        (["--cv", "1"], "argument --cv: 1 folds: give 0 to skip cross-validation, or 2 or more"),
+    ],
+)
+def test_train_usage_errors_exit_2_before_reading(capsys, tmp_path, argv, message) -> None:
+    # The features file does not exist: a usage error is reported before it is opened.
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, "train", tmp_path / "none.joblib", "--out", tmp_path / "x.skops", *argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("gapsvm train: error: " + message)
+    assert not (tmp_path / "x.skops").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
         (["--classifier__nonsense", "3"], "bad parameter for LinearSVC"),
         (["--foo", "1"], "unrecognized argument '--foo'"),
         (["--classifier__C"], "--classifier__C needs a value"),
@@ -77,3 +103,15 @@ def test_train_on_a_flat_folder_features_file_errors_clearly(capsys, dataset, wo
     assert rc == 1
     assert "has no labels" in err and "one sub-folder per class" in err
     assert not (work / "flat.skops").exists()
+
+
+def test_help_lists_exactly_the_short_classifier_names(capsys) -> None:
+    # cli/train.py spells them so that --help needs no scikit-learn: they must stay the same.
+    from gapsvm.cli.main import build_parser
+    from gapsvm.cli.train import SHORT_NAMES
+    from gapsvm.workflows.training import CLASSIFIERS
+
+    assert sorted(SHORT_NAMES) == sorted(CLASSIFIERS)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    assert "|".join(SHORT_NAMES) in capsys.readouterr().out

@@ -91,6 +91,34 @@ def test_read_boxes_csv_lists_every_problem_with_file_and_line(tmp_path, tiny_im
         assert f"{f}:{line}: " in msg and needle in msg, needle
 
 
+def test_a_repeated_box_is_reported_with_both_lines(tmp_path, tiny_images) -> None:
+    # Before: the copy counted as a second box of the same object, and box recall halved.
+    f = tmp_path / "dup.csv"
+    f.write_text(
+        HEADER
+        + "a.png,person,0,0,10,10\n"  # 2
+        + "a.png,person,20,1,30,2\n"  # 3
+        + "a.png,person,0,0,10,10\n"  # 4: same as 2
+        + "a.png,dog,0,0,10,10\n"  # 5: another class may share the box
+        + "./a.png,person,0.0,0,10,10.0\n"  # 6: same as 2, spelled differently
+        + "sub/b.png,person,1,2,3,4\n"  # 7
+        + "sub/b.png,person,1,2,3,4\n"  # 8: same as 7
+    )
+    with pytest.raises(BoxesCSVError) as info:
+        read_boxes_csv(f, tiny_images)
+    assert [line for line, _ in info.value.problems] == [4, 6, 8]
+    msg = str(info.value)
+    assert f"{f}:4: duplicate of line 2" in msg and f"{f}:8: duplicate of line 7" in msg
+    assert "(0, 0, 10, 10) of 'person' in 'a.png'" in msg and "delete the repeated row" in msg
+    f.write_text(HEADER + "a.png,person,0,0,10,10\n./a.png,person,20,1,30,2\n"
+                 "a.png,dog,0,0,10,10\n")
+    anns = read_boxes_csv(f, tiny_images)  # one image however it is spelled
+    assert [(a.label, a.boxes, a.lines) for a in anns] == [
+        ("person", [Box(0, 0, 10, 10), Box(20, 1, 30, 2)], [2, 3]),
+        ("dog", [Box(0, 0, 10, 10)], [4]),
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [("", "empty file"), ("filename,label,x_min,y_min,x_max\n", "missing column(s) ['y_max']"),

@@ -129,7 +129,7 @@ def _given(mode: str = "all", seed: int = 0) -> BaselineInput:
 
 
 def test_registry_lists_the_baselines_in_table_order() -> None:
-    assert list(BASELINES) == ["centre", "uniform", "random"]
+    assert list(BASELINES) == ["centre", "uniform", "random", "gaussian"]
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
@@ -146,6 +146,21 @@ def test_centre_baseline_is_the_centred_gaussian_and_half_size_box() -> None:
     np.testing.assert_array_equal(got.image, center_map((48, 80)))
     np.testing.assert_array_equal(got.grid, center_map((3, 5)))
     assert got.largest == got.predicted == [center_box((48, 80))] == [Box(20, 12, 60, 36)]
+    # A box, not a map: MaxBoxAccV2 scores this box at every threshold instead of sweeping.
+    assert got.sweep is False
+
+
+def test_gaussian_baseline_is_the_centre_map_boxed_like_a_cam() -> None:
+    got = BASELINES["gaussian"](_given(mode="largest"))
+    np.testing.assert_array_equal(got.image, center_map((48, 80)))
+    np.testing.assert_array_equal(got.grid, center_map((3, 5)))
+    assert got.sweep is True
+    # Boxed at the threshold like the map under test: the ellipse where the Gaussian is at
+    # least 0.2 of its peak, i.e. |offset| <= sigma * side * sqrt(-2 ln 0.2) from the centre.
+    half = 0.25 * np.sqrt(-2 * np.log(0.2))
+    xs = np.flatnonzero(np.abs(np.arange(80) - 39.5) <= half * 80)
+    ys = np.flatnonzero(np.abs(np.arange(48) - 23.5) <= half * 48)
+    assert got.largest == got.predicted == [Box(xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)]
 
 
 def test_uniform_baseline_spreads_its_energy_evenly_and_boxes_the_image() -> None:

@@ -219,5 +219,3 @@ def test_recall_precision_undefined_cases_are_nan() -> None:
     assert math.isnan(recall) and precision == 0.0
     with pytest.raises(ValueError):
         box_recall_precision([(0, 0, 2, 2)], [(0, 0, 2, 2)], threshold=0.0)
-
-

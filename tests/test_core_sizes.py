@@ -1,5 +1,6 @@
 """Tests for gapsvm.core.sizes: the one input-size grammar (``HxW``, ``S``, ``xS`` / ``Sx``,
-``native``, scale lists), its formatter, and the size the network is fed.
+``native``, scale lists), its formatter, and the size the network is fed (bounded below by the
+backbone's minimum side and above by ``MAX_INPUT_PIXELS``).
 
 ``--scale`` / ``--scales`` of ``gapsvm evaluate`` are command-line spellings of the same
 settings; their parsing is in test_cli_evaluate.py.
@@ -12,8 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gapsvm.core.decode import ImageReadError
 from gapsvm.core.sizes import (
+    GRAMMAR,
+    MAX_INPUT_PIXELS,
     MIN_SIDE,
+    downscale_note,
     format_scales,
     format_size,
     parse_input_size,
@@ -23,10 +28,13 @@ from gapsvm.core.sizes import (
 
 FAST = settings(max_examples=100)  # the profile in conftest.py sets the rest
 
-#: Sides a fixed size may have at the default MIN_SIDE (one feature cell and up).
-SIDES = st.integers(MIN_SIDE // 2, 4096)
-#: Scales as a user types them: up to six significant digits (what ``format_size`` keeps).
+#: Sides a fixed size may have at the default MIN_SIDE, within the pixel bound.
+SIDES = st.integers(MIN_SIDE, 1400)
+#: Scales as a user types them.
 TYPED_SCALES = st.integers(1, 999_999).map(lambda n: n / 1000)
+#: Any positive finite scale, with every digit a float holds.
+ANY_SCALES = st.floats(min_value=1e-300, max_value=1e300, allow_nan=False,
+                       allow_infinity=False)
 
 
 # ------------------------------------------------------------------ parse_input_size
@@ -66,7 +74,6 @@ def test_parse_input_size_rejects(bad) -> None:
         (" 128 x 64 ", (128, 64)),
         ("x0.5", 0.5),
         ("2x", 2.0),
-        ("1.5", 1.5),  # a bare number that is not an integer is a scale
         ("NATIVE", None),
         ("none", None),
         (np.int64(64), (64, 64)),
@@ -83,18 +90,34 @@ def test_parse_input_size_spellings(text, want) -> None:
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ("abc", "input size 'abc': expected HxW (e.g. 128x64), a scale like x2, or native"),
-        ("1.5x2", "input size '1.5x2': expected HxW"),
-        ("x", "scale 'x' is not a number (e.g. 2, x2 or 1.5x)"),
+        ("abc", f"input size 'abc' is not one of: {GRAMMAR}"),
+        ("1.5x2", f"input size '1.5x2' is not one of: {GRAMMAR}"),
+        ("x", "input size 'x': scale 'x' is not a number (e.g. 2, x2 or 1.5x); use one of: "
+              f"{GRAMMAR}"),
         ("128x64x", "scale '128x64x' is not a number"),
         ("x0", "scales must be positive numbers, got 'x0'"),
         ("x-2", "scales must be positive numbers, got 'x-2'"),
         ("xinf", "scales must be positive numbers, got 'xinf'"),
-        ("nan", "input_size scale must be a positive number, got nan"),
-        ("-3", "input_size scale must be a positive number"),
-        ("12x12", "input_size (12, 12) is smaller than one feature cell; use at least 32x32"),
-        ("2", "smaller than one feature cell"),  # a bare integer is a square size, not x2
+        ("nan", f"input size 'nan' is not one of: {GRAMMAR}"),
+        ("-3", f"input size '-3' is not one of: {GRAMMAR}"),
+        ("", f"input size is empty; use one of: {GRAMMAR}"),
+        ("12x12", "input size 12x12 is smaller than the backbone's minimum side of 32 pixels; "
+                  "use at least 32x32"),
+        # A bare whole number is a square size, never a scale: "2" is 2x2, with a hint.
+        ("2", "input size 2x2 is smaller than the backbone's minimum side of 32 pixels; use "
+              "at least 32x32 (a bare number is a square; for a scale write x2)"),
+        # A bare decimal is neither: refused with the spelling of the scale it may mean.
+        ("1.5", f"input size '1.5' is not one of: {GRAMMAR}; for a scale write x1.5"),
+        # A comma is no size separator: refused with the spelling that is.
+        ("128,64", f"input size '128,64' is not one of: {GRAMMAR}; for a height and width "
+                   "write 128x64"),
+        (" 128 , 64 ", "for a height and width write 128x64"),
+        ("100000x100000", "input size 100000x100000 is 10,000,000,000 pixels, over the "
+                          f"{MAX_INPUT_PIXELS:,}-pixel bound on the network input"),
+        ("100000", "is 10,000,000,000 pixels, over the"),
         (True, "input_size must be (h, w), a scale or None, got True"),
+        ((True, 64), "input_size must be (height, width)"),
+        ((96.5, 48), "input_size must be (height, width)"),  # refused, not truncated to 96
     ],
 )
 def test_bad_sizes_say_what_is_wrong(bad, message) -> None:
@@ -103,15 +126,15 @@ def test_bad_sizes_say_what_is_wrong(bad, message) -> None:
     assert message in str(info.value)
 
 
-def test_the_smallest_fixed_size_is_one_feature_cell_of_the_backbone() -> None:
-    # min_side is the backbone's (its registry entry's); half of it is one feature cell.
-    half = MIN_SIDE // 2
-    assert parse_input_size((half, half)) == (half, half)
-    with pytest.raises(ValueError, match=f"use at least {MIN_SIDE}x{MIN_SIDE}"):
-        parse_input_size((half - 1, 400))
+def test_the_smallest_fixed_size_is_the_backbones_min_side() -> None:
+    # min_side is the backbone's (its registry entry's); the message and the check agree.
+    assert parse_input_size((MIN_SIDE, MIN_SIDE)) == (MIN_SIDE, MIN_SIDE)
+    for bad in ((MIN_SIDE - 1, 400), (400, MIN_SIDE - 1), (MIN_SIDE // 2, MIN_SIDE // 2)):
+        with pytest.raises(ValueError, match=f"use at least {MIN_SIDE}x{MIN_SIDE}"):
+            parse_input_size(bad)
     with pytest.raises(ValueError, match="use at least 64x64"):
-        parse_input_size("31x400", min_side=64)
-    assert parse_input_size("32x400", min_side=64) == (32, 400)
+        parse_input_size("63x400", min_side=64)
+    assert parse_input_size("64x400", min_side=64) == (64, 400)
     # A scale has no minimum: target_size raises the result to min_side instead.
     assert parse_input_size("x0.01", min_side=64) == 0.01
 
@@ -143,6 +166,30 @@ def test_format_size_spellings() -> None:
     assert format_size(None) == "native" and parse_input_size("native") is None
     assert format_size(2.0) == "x2" and format_size(0.5) == "x0.5"
     assert format_size((128, 64)) == "128x64"
+    # Every digit is kept: two scales never share a spelling (and so a cache key), and a
+    # features file's input size reads back as the very scale it was computed at.
+    assert format_size(1.2345678) == "x1.2345678"
+    assert format_size(1.2345678) != format_size(1.2345679)
+    assert parse_input_size(format_size(1.2345678)) == 1.2345678
+    assert format_size(np.float64(0.25)) == "x0.25"
+
+
+@FAST
+@given(scale=ANY_SCALES)
+def test_every_scale_round_trips_exactly(scale: float) -> None:
+    assert parse_input_size(format_size(scale)) == scale
+    assert parse_scales(format_scales([scale])) == (scale,)
+
+
+def test_the_bound_on_fixed_sizes() -> None:
+    side = int(MAX_INPUT_PIXELS**0.5)
+    assert parse_input_size((side, side)) == (side, side)
+    with pytest.raises(ValueError, match="over the"):
+        parse_input_size((side + 1, side + 1))
+    # max_pixels is a parameter: None lifts the bound, a number sets it.
+    assert parse_input_size("4000x3000", max_pixels=None) == (4000, 3000)
+    with pytest.raises(ValueError, match="over the 1,000-pixel bound"):
+        parse_input_size((32, 40), max_pixels=1000)
 
 
 # ------------------------------------------------------------------ scale lists
@@ -155,6 +202,15 @@ def test_parse_scales() -> None:
     for bad in ("", "1,a", "0", "-1", "nan"):
         with pytest.raises(ValueError):
             parse_scales(bad)
+
+
+@pytest.mark.parametrize("bad", [True, False, [True], (1.0, np.True_)])
+def test_booleans_are_no_scales_or_sizes(bad) -> None:
+    # True is 1 to Python, but whoever passes it did not mean scale 1 (nor a 1x1 size).
+    with pytest.raises(ValueError):
+        parse_scales(bad)
+    with pytest.raises(ValueError):
+        parse_input_size(bad)
 
 
 def test_scale_lists_use_the_scale_grammar() -> None:
@@ -225,16 +281,106 @@ def test_target_size_follows_the_backbones_min_side() -> None:
 
 
 @FAST
-@given(h=st.integers(1, 2000), w=st.integers(1, 2000), scale=TYPED_SCALES.filter(lambda s: s < 8))
-def test_target_size_meets_min_side_and_keeps_the_aspect_ratio(h: int, w: int,
-                                                                scale: float) -> None:
-    th, tw = target_size((h, w), scale)
-    assert min(th, tw) >= MIN_SIDE
+@given(h=st.integers(1, 5000), w=st.integers(1, 5000), scale=TYPED_SCALES.filter(lambda s: s < 8))
+def test_target_size_meets_min_side_and_the_bound_and_keeps_the_aspect_ratio(
+    h: int, w: int, scale: float
+) -> None:
+    try:
+        th, tw = target_size((h, w), scale)
+    except ImageReadError as exc:
+        # Refused only when no size has both the minimum side and at most the bound.
+        assert max(h, w) / min(h, w) > 0.99 * MAX_INPUT_PIXELS / MIN_SIDE**2
+        assert "extreme aspect ratio" in exc.reason
+        return
+    assert min(th, tw) >= MIN_SIDE and th * tw <= MAX_INPUT_PIXELS
     scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if min(scaled) >= MIN_SIDE:
+    if (h * scale) * (w * scale) > MAX_INPUT_PIXELS:
+        # Downscaled to fit: the bound is nearly filled, the aspect ratio kept within a pixel.
+        assert th * tw > 0.99 * MAX_INPUT_PIXELS
+        assert abs(tw - th * w / h) <= 1 + w / h
+    elif min(scaled) >= MIN_SIDE:
         assert (th, tw) == scaled  # nothing to raise: exactly the scaled size
     else:
         # Raised to min_side along the short side; the long side follows within rounding.
         assert min(th, tw) == MIN_SIDE
         ratio = max(scaled) / min(scaled)
         assert abs(max(th, tw) - ratio * MIN_SIDE) <= 0.5 + 1e-9
+
+
+def test_large_photos_are_downscaled_to_the_bound_keeping_their_aspect() -> None:
+    th, tw = target_size((3000, 4000), None)
+    assert (th, tw) == (1224, 1632)  # 4:3, floor(3000 * sqrt(2e6 / 12e6)) and so on
+    assert th * tw <= MAX_INPUT_PIXELS
+    assert target_size((3000, 4000), 2.0) == (1224, 1632)  # a scale is bounded the same way
+    assert target_size((750, 1000), None) == (750, 1000)  # under the bound: untouched
+    assert target_size((3000, 4000), None, max_pixels=None) == (3000, 4000)
+    assert target_size((300, 400), None, max_pixels=12_000) == (94, 126)
+    # An absurd scale is bounded too, without overflowing on the way.
+    assert target_size((10, 10), 1e300) == (1414, 1414)
+    assert target_size((3000, 4000), (128, 64)) == (128, 64)  # a fixed size is what was asked
+
+
+@pytest.mark.parametrize("hw", [(1, 20000), (20000, 1), (10, 40000)])
+def test_extreme_aspect_ratios_are_refused_naming_the_file(hw) -> None:
+    # A 1x20000 strip would otherwise be stretched to 32x640000: 20 M pixels, an OOM kill.
+    with pytest.raises(ImageReadError) as info:
+        target_size(hw, None, name="strip.png")
+    assert info.value.path == "strip.png"
+    assert "extreme aspect ratio" in info.value.reason
+    assert "crop it" in info.value.reason
+    # The same strip is fine where it fits: a looser bound, or a fixed size.
+    assert min(target_size(hw, None, max_pixels=None)) == MIN_SIDE
+    assert target_size(hw, (64, 64), name="strip.png") == (64, 64)
+
+
+def test_the_most_elongated_image_that_fits_is_kept() -> None:
+    long = MAX_INPUT_PIXELS // MIN_SIDE  # 32 x 62500 fills the bound exactly
+    assert target_size((MIN_SIDE, long), None) == (MIN_SIDE, long)
+    with pytest.raises(ImageReadError):
+        target_size((MIN_SIDE, long + 1), None)
+    # A thin strip is raised to the minimum side while that stays within the bound.
+    ratio = MAX_INPUT_PIXELS // MIN_SIDE**2
+    assert target_size((1, ratio), None) == (MIN_SIDE, MIN_SIDE * ratio)
+    with pytest.raises(ImageReadError):
+        target_size((1, ratio + 1), None)
+
+
+def test_downscale_note_says_when_an_image_was_fitted_to_the_bound() -> None:
+    note = downscale_note((3000, 4000), (1224, 1632), None)
+    assert note == ("downscaled from 4000x3000 to 1632x1224 pixels to fit the "
+                    f"{MAX_INPUT_PIXELS:,}-pixel bound on the network input")
+    assert "from 8000x6000" in downscale_note((3000, 4000), (1224, 1632), 2.0)
+    assert downscale_note((320, 640), (320, 640), None) is None
+    assert downscale_note((301, 201), (150, 100), 0.5) is None  # rounding is no downscale
+    assert downscale_note((10, 40), (32, 128), None) is None  # raised, not lowered
+    assert downscale_note((3000, 4000), (128, 64), (128, 64)) is None  # asked for
+    # A record computed before the bound existed (full size, from a cache) is no downscale.
+    assert downscale_note((3000, 4000), (3000, 4000), None) is None
+
+
+@pytest.mark.parametrize("command", ["features", "predict", "cam", "report"])
+def test_every_input_size_option_documents_the_grammar(capsys, command) -> None:
+    from _helpers import run_cli
+
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, command, "--help")
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--input-size" in text and GRAMMAR in text
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("100000x100000", "input size 100000x100000 is 10,000,000,000 pixels, over the"),
+     ("128,64", "for a height and width write 128x64"),
+     ("1.5", "for a scale write x1.5"),
+     ("16x16", "use at least 32x32")],
+)
+def test_bad_input_sizes_are_one_line_usage_errors(capsys, tmp_path, text, message) -> None:
+    from _helpers import run_cli
+
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, "features", tmp_path, "--input-size", text)
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("gapsvm features: error: argument --input-size: ") and message in last

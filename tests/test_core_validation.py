@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from gapsvm.core.decode import read_image
 from gapsvm.core.validation import (
     check_image_hw,
     check_images,
@@ -19,6 +21,20 @@ from gapsvm.core.validation import (
 )
 
 RGB = np.zeros((6, 5, 3), np.uint8)
+
+
+class DataFrame:
+    """What check_images sees of a pandas DataFrame (pandas is not a dependency): columns, a
+    2-D shape, and iteration over the column names, not the rows."""
+
+    columns = ("path", "label")
+    shape = (2, 2)
+
+    def __iter__(self):
+        return iter(self.columns)
+
+
+_FakeDataFrame = DataFrame
 
 
 # ------------------------------------------------------------------ images
@@ -41,21 +57,88 @@ def test_check_images_accepts_paths_arrays_and_batches() -> None:
     assert check_images(p for p in ("a.png", "b.png"))[1] == ["a.png", "b.png"]
 
 
+def test_one_image_grayscale_rgba_and_float_arrays_convert_as_files_do(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    # One (h, w, 3) image is one image, passed through as given.
+    sources, names = check_images(rgb)
+    assert names == ["<array 0>"] and sources[0] is rgb
+    # RGBA and grayscale arrays become what the same pixels read from a PNG become.
+    rgba = np.dstack([rgb, rng.integers(0, 256, (6, 5), dtype=np.uint8)])
+    gray = rgb[..., 1].copy()
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    sources, _ = check_images([rgba, gray, gray[..., None]])
+    np.testing.assert_array_equal(sources[0], read_image(tmp_path / "rgba.png"))
+    np.testing.assert_array_equal(sources[1], read_image(tmp_path / "gray.png"))
+    np.testing.assert_array_equal(sources[2], read_image(tmp_path / "gray.png"))
+    assert all(s.dtype == np.uint8 and s.flags.c_contiguous for s in sources)
+    # A batch of grayscale images (n, h, w) and of RGBA images (n, h, w, 4).
+    assert [s.shape for s in check_images(np.stack([gray, gray]))[0]] == [(6, 5, 3)] * 2
+    assert [s.shape for s in check_images(np.stack([rgba, rgba]))[0]] == [(6, 5, 3)] * 2
+    # Floats in [0, 1] are scaled by 255; floats above 1 are 0..255, as Keras'
+    # img_to_array gives them (np.asarray(pil_image, dtype="float32")).
+    unit = rng.uniform(0, 1, (6, 5, 3))
+    np.testing.assert_array_equal(
+        check_images([unit])[0][0], np.floor(unit * 255 + 0.5).astype(np.uint8)
+    )
+    keras_like = np.asarray(Image.fromarray(rgb), dtype="float32")
+    np.testing.assert_array_equal(check_images(keras_like[None])[0][0], rgb)
+    # uint16 is scaled as a 16-bit file is; small integers of any type are 0..255.
+    deep = rng.integers(0, 65536, (6, 5, 3), dtype=np.uint16)
+    np.testing.assert_array_equal(check_images([deep])[0][0],
+                                  np.floor(deep / 257.0 + 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(check_images([rgb.astype(np.int64)])[0][0], rgb)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "I;16", "F"])
+def test_pil_images_convert_as_the_same_image_read_from_a_file(tmp_path: Path, mode) -> None:
+    rng = np.random.default_rng(6)
+    rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    if mode == "I;16":
+        img = Image.fromarray(rng.integers(0, 65536, (6, 5), dtype=np.uint16))
+        path = tmp_path / "img.png"
+    elif mode == "F":
+        img = Image.fromarray(rng.uniform(0, 1, (6, 5)).astype(np.float32))
+        path = tmp_path / "img.tif"
+    else:
+        img = Image.fromarray(rgb).convert(mode)
+        path = tmp_path / "img.png"
+    assert img.mode == mode
+    img.save(path)
+    sources, names = check_images(img)  # one PIL image, without a list
+    assert names == ["<image 0>"]
+    np.testing.assert_array_equal(sources[0], read_image(path))
+    assert check_images(["a.png", img])[1] == ["a.png", "<image 1>"]
+
+
 @pytest.mark.parametrize(
     "bad, error, message",
     [
         ([], ValueError, "no images given (an empty list)"),
-        (np.zeros((0, 4, 4, 3), np.uint8), ValueError, "no images given"),
-        (RGB, ValueError, "image arrays must have shape (n_images, height, width, 3) (RGB); "
-         "got (6, 5, 3); for one image use X[None]"),
-        (np.zeros((2, 6, 5, 4), np.uint8), ValueError, "got (2, 6, 5, 4)"),
-        ([RGB.astype(np.float32)], ValueError, "image 0 has dtype float32; pass uint8 RGB"),
-        (np.zeros((1, 6, 5, 3)), ValueError, "image 0 has dtype float64"),
-        (["a.png", RGB[..., 0]], ValueError, "image 1 has shape (6, 5); expected (height, "
-         "width, 3)"),
-        (["a.png", 3], TypeError, "image 1 is a int; expected a path or a uint8 RGB array"),
+        ((), ValueError, "no images given (an empty tuple)"),
+        (np.zeros((0, 4, 4, 3), np.uint8), ValueError,
+         "no images given (an empty array of shape (0, 4, 4, 3))"),
+        (np.zeros((2, 0, 4, 3), np.uint8), ValueError,
+         "image 0 has shape (0, 4, 3): an image needs at least one pixel"),
+        (["a.png", np.zeros((4, 0, 3), np.uint8)], ValueError,
+         "image 1 has shape (4, 0, 3): an image needs at least one pixel"),
+        (RGB[..., 0], ValueError, "image arrays must have shape (n_images, height, "
+         "width[, channels]) or (height, width, channels); got (6, 5); for one grayscale "
+         "image pass [X]"),
+        (np.zeros((2, 6, 5, 2), np.uint8), ValueError, "image 0 has shape (6, 5, 2); expected "
+         "(height, width) grayscale, or (height, width, 3) RGB, or (height, width, 4) RGBA"),
+        (np.zeros((1, 2, 6, 5, 3), np.uint8), ValueError, "got (1, 2, 6, 5, 3)"),
+        ([np.full((2, 2, 3), np.nan)], ValueError, "image 0 holds NaN values"),
+        ([np.full((2, 2, 3), 300)], ValueError, "image 0 has dtype int64 with values in "
+         "300..300; expected 0..255"),
+        ([np.ones((2, 2, 3), bool)], ValueError, "image 0 has dtype bool; expected uint8 RGB"),
+        (["a.png", 3], TypeError, "image 1 is a int; expected a path, an image array or a PIL "
+         "image"),
         ([b"a.png"], TypeError, "image 0 is a bytes"),
-        (7, TypeError, "expected image paths or uint8 RGB arrays, got int"),
+        (7, TypeError, "expected image paths or images (arrays, PIL images), got int"),
+        (_FakeDataFrame(), TypeError, "got a DataFrame (columns 'path', 'label'); expected a "
+         "column of image paths: pass one column, e.g. X=df['path']"),
     ],
 )
 def test_check_images_says_what_is_wrong(bad, error, message) -> None:
@@ -67,7 +150,7 @@ def test_check_images_says_what_is_wrong(bad, error, message) -> None:
 def test_check_input_size_is_the_size_grammar() -> None:
     assert check_input_size("128x64") == (128, 64)
     assert check_input_size(None) is None and check_input_size("x2") == 2.0
-    with pytest.raises(ValueError, match="smaller than one feature cell"):
+    with pytest.raises(ValueError, match="use at least 32x32"):
         check_input_size((8, 8))
 
 

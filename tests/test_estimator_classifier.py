@@ -9,6 +9,8 @@ with a derived bound, on the float16 maps the cache serves.
 from __future__ import annotations
 
 import copy
+import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +281,35 @@ def test_grid_search_runs_the_network_once_per_image(persons_slice, imagenet_rea
     assert _images_run() == before
 
 
+class _Terminal(io.StringIO):
+    """stderr as a terminal: tqdm draws its bar only where ``isatty()`` is true."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_fit_shows_a_progress_bar_on_a_terminal(persons_slice, tmp_path, monkeypatch) -> None:
+    from gapsvm.utils import progress
+
+    paths, labels = persons_slice
+    n = len(paths)
+    runs = {}
+    for name, verbose, delay in [("quiet", 0, 0.0), ("default", None, 0.0),
+                                 ("cached", None, 60.0), ("always", 2, 60.0)]:
+        monkeypatch.setattr(sys, "stderr", _Terminal())
+        monkeypatch.setattr(progress, "TERMINAL_DELAY", delay)
+        kw = {} if verbose is None else {"verbose": verbose}
+        GapClassifier(LogisticRegression(max_iter=5000), weights=None, input_size=(32, 32),
+                      cache_dir=tmp_path, **kw).fit(paths, labels)
+        runs[name] = sys.stderr.getvalue()
+    assert runs["quiet"] == ""
+    assert "features: 100%" in runs["default"] and f"{n}/{n}" in runs["default"]
+    # A pass that ends before the terminal delay (here: 60 s) draws nothing, as grid-search
+    # folds served from the cache do; verbose=2 draws at once.
+    assert runs["cached"] == ""
+    assert f"{n}/{n}" in runs["always"]
+
+
 # ------------------------------------------------------------------ other sizes
 
 
@@ -372,3 +403,72 @@ def test_explain_skips_unreadable_images(person_model, persons_slice, tmp_path) 
     assert np.isnan(scores[1]).all()
     d = person_model.decision_function([paths[0], paths[1]])
     np.testing.assert_allclose(scores[[0, 2], 1], d, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ every class at once
+
+
+@pytest.fixture(scope="module")
+def caltech(shared_data, imagenet_ready, tmp_path_factory):
+    """caltech101_3 at 224x224 (three classes, photos of differing sizes): a LinearSVC head on
+    5 photos per class, 2 other photos per class to explain, and a cache holding them all."""
+    from gapsvm.core.scan import load_directory
+
+    paths, labels, _ = load_directory(shared_data / "caltech101_3")
+    train = [i for c in np.unique(labels) for i in np.flatnonzero(labels == c)[:5]]
+    check = [paths[i] for c in np.unique(labels) for i in np.flatnonzero(labels == c)[5:7]]
+    cache = tmp_path_factory.mktemp("caltech-cache")
+    clf = GapClassifier(input_size=(224, 224), cache_dir=cache, verbose=0).fit(
+        [paths[i] for i in train], labels[train])
+    return clf, check
+
+
+def test_target_all_is_every_class_cam_from_one_pass(caltech) -> None:
+    model, check = caltech
+    clf = copy.deepcopy(model).set_params(cache_dir=None)  # every call runs the network
+    assert list(clf.classes_) == ["airplane", "face", "motorcycle"]
+    before = _images_run()
+    every = clf.cam(check, target="all", size="features", normalize=False)
+    assert _images_run() - before == len(check)  # once per image, not once per class
+    assert every.shape == (len(check), 3, 14, 14) and every.dtype == np.float32
+    for c, label in enumerate(clf.classes_):
+        one = clf.cam(check, target=label, size="features", normalize=False)
+        np.testing.assert_array_equal(every[:, c], one)
+    # The CAM identity per class: spatial mean plus intercept is that class's score.
+    _, b = clf.head_.cam_weights()
+    want = clf.decision_function(check)
+    got = every.mean(axis=(2, 3), dtype=np.float64) + b
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_target_all_at_image_size_and_in_explain(caltech) -> None:
+    clf, check = caltech
+    clf.transform_features(check)  # cached maps (float16), so every call below reads them
+    before = _images_run()
+    every = clf.cam(check, target="all")  # photos of different sizes: a list
+    assert isinstance(every, list) and len(every) == len(check)
+    per_class = [clf.cam(check, target=label) for label in clf.classes_]
+    for i, maps in enumerate(every):
+        h, w = read_image(check[i]).shape[:2]
+        assert maps.shape == (3, h, w)
+        for c in range(3):
+            np.testing.assert_array_equal(maps[c], per_class[c][i])  # each scaled on its own
+            assert maps[c].min() == 0.0 and maps[c].max() == 1.0
+    info = clf.explain(check, target="all")
+    assert _images_run() == before
+    assert info.all_classes and info.target.shape == (len(check), 3)
+    assert info.target_labels[0] == ["airplane", "face", "motorcycle"]
+    np.testing.assert_array_equal(info.predicted, clf.predict(check))
+    for i in range(len(check)):
+        np.testing.assert_array_equal(info.score(i), info.scores[i])
+        assert info.cams[i].shape == (3, 14, 14)
+
+
+def test_target_all_refusals(caltech, tmp_path) -> None:
+    clf, check = caltech
+    with pytest.raises(ValueError, match="boxes\\(\\) draws one class per image"):
+        clf.boxes(check[:1], target="all")
+    named = copy.deepcopy(clf)
+    named.classes_ = np.array(["airplane", "all", "motorcycle"])
+    with pytest.raises(ValueError, match="'all' is ambiguous: this model has a class named"):
+        named.cam(check[:1], target="all")

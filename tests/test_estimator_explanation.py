@@ -74,6 +74,22 @@ def test_score_is_mean_cam_plus_intercept(explanation) -> None:
     assert np.isnan(e.scores[1]).all()
 
 
+def test_every_class_per_image_scores_and_labels(explanation) -> None:
+    # target="all": one (n_classes, h', w') stack per image, one row of class indices each.
+    e, decision = explanation
+    rng = np.random.default_rng(2)
+    stacks = [None if not ok else rng.normal(size=(3, 5, 3)).astype(np.float32)
+              for ok in e.ok]
+    target = np.where(e.ok[:, None], np.arange(3), -1)
+    every = dataclasses.replace(e, cams=stacks, target=target)
+    assert every.all_classes and not e.all_classes
+    assert every.target_labels == [["bird", "cat", "dog"], None, ["bird", "cat", "dog"],
+                                   ["bird", "cat", "dog"]]
+    for i in np.flatnonzero(e.ok):
+        np.testing.assert_allclose(every.score(i), decision[i], rtol=1e-5, atol=1e-5)
+    assert every.ok.tolist() == [True, False, True, True]
+
+
 def test_errors_default_to_none_found() -> None:
     e = Explanation(cams=[], classes=CLASSES, target=np.zeros(0, int),
                     predicted=np.zeros(0, CLASSES.dtype), scores=np.zeros((0, 3)),

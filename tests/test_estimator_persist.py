@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import imagenet_weights_file
+from _helpers import fresh_python, imagenet_weights_file
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -20,7 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
 from gapsvm import GapClassifier, GapFeaturizer, GapHead, ModelLoadError, load_model, save_model
-from gapsvm.estimator.persist import GAPSVM_TYPES, trusted_types
+from gapsvm.estimator.persist import GAPSVM_TYPES, trusted_types, untrusted_types_of
 
 SIZE = (128, 64)
 
@@ -158,6 +158,17 @@ def test_weights_hash_mismatch_on_load(data, model_cache, tmp_path, imagenet_rea
 
 
 @pytest.mark.slow
+def test_loading_checks_the_weights_without_loading_tensorflow(fitted, tmp_path) -> None:
+    # Fitting built the network and recorded the ImageNet weights' identity (keyed by the
+    # file's bytes): a fresh process checks the hash from that record, TensorFlow unloaded.
+    path = save_model(fitted, tmp_path / "m.skops")
+    code = ("import sys\nfrom gapsvm import load_model\nm = load_model(sys.argv[1])\n"
+            "print(m.featurizer().weights_id_['sha256'], 'tensorflow' in sys.modules)")
+    res = fresh_python(code, str(path))
+    assert res.stdout.split() == [fitted.feature_meta_["weights"]["sha256"], "False"]
+
+
+@pytest.mark.slow
 def test_damaged_foreign_and_missing_files(fitted, tmp_path) -> None:
     path = save_model(fitted, tmp_path / "m.skops")
     cut = tmp_path / "cut.skops"
@@ -242,3 +253,78 @@ def test_model_saved_under_the_old_type_names_still_loads(fitted, data, tmp_path
     loaded = load_model(old)
     assert type(loaded) is GapClassifier and loaded.feature_meta_ == fitted.feature_meta_
     np.testing.assert_array_equal(loaded.decision_function(new), fitted.decision_function(new))
+
+
+def _head_only(classifier=None) -> GapClassifier:
+    """A model fitted on synthetic GAP vectors: no network runs (nor is checked on load)."""
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(20, 8))).astype(np.float32)
+    y = np.array(["a", "b"] * 10)
+    meta = {"backbone": "vgg16", "layer": "block5_conv3", "stride": 16, "input_size": "32x32",
+            "precision": "float32", "weights": {"name": "random(seed=0)", "sha256": "cd" * 32},
+            "gapsvm_version": "0.0"}
+    model = GapClassifier(LinearSVC() if classifier is None else classifier, weights=None,
+                          input_size=(32, 32))
+    return model.fit_features(X, y, meta)
+
+
+def test_skops_file_renamed_joblib_is_read_the_safe_way(tmp_path) -> None:
+    model = _head_only()
+    renamed = tmp_path / "m.joblib"
+    save_model(model, tmp_path / "m.skops").rename(renamed)
+    for trusted in (False, True):
+        loaded = load_model(renamed, trusted=trusted, check_weights=False)
+        np.testing.assert_array_equal(loaded.head_.classifier_.coef_,
+                                      model.head_.classifier_.coef_)
+
+
+def test_skops_file_renamed_joblib_keeps_refusing_untrusted_types(tmp_path) -> None:
+    model = _head_only(make_pipeline(HomeMadeScaler(), LinearSVC()))
+    renamed = tmp_path / "m.joblib"
+    save_model(model, tmp_path / "m.skops").rename(renamed)
+    with pytest.raises(ModelLoadError, match=r"HomeMadeScaler; refusing to load it"):
+        load_model(renamed, check_weights=False)
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"PK\x03\x04 cut zip", b""])
+def test_unreadable_joblib_with_trusted_is_a_one_line_model_error(tmp_path, content) -> None:
+    bad = tmp_path / "bad.joblib"
+    bad.write_bytes(content)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(bad, trusted=True, check_weights=False)
+    msg = str(info.value)
+    assert msg.startswith(f"{bad} is neither a .skops model nor a readable joblib/pickle file: ")
+    assert "\n" not in msg
+
+
+def test_model_file_of_another_name_must_be_a_skops_zip(tmp_path) -> None:
+    other = tmp_path / "m.model"
+    other.write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(ModelLoadError, match=r"m\.model is not a readable \.skops model \(not "
+                                             r"a zip archive\); a pickle-based model must be "
+                                             r"named \.joblib or \.pkl or \.pickle"):
+        load_model(other, trusted=True, check_weights=False)
+
+
+def test_a_model_that_would_load_only_when_trusted_is_not_written_on_request(tmp_path) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = _head_only(RandomForestClassifier(n_estimators=3, random_state=0))
+    assert untrusted_types_of(forest) == ["sklearn.tree._tree.Tree"]
+    with pytest.raises(ValueError) as info:
+        save_model(forest, tmp_path / "rf.skops", require_safe_load=True)
+    assert str(info.value).startswith(
+        f"not writing {tmp_path / 'rf.skops'}: the RandomForestClassifier head holds "
+        "sklearn.tree._tree.Tree, which a .skops file loads only with --trusted")
+    assert list(tmp_path.iterdir()) == []
+    # What the refusal says to do works: a .joblib file, loaded by a user who trusts it.
+    path = save_model(forest, tmp_path / "rf.joblib", require_safe_load=True)
+    loaded = load_model(path, trusted=True, check_weights=False)
+    X = np.abs(np.random.default_rng(1).normal(size=(5, 8))).astype(np.float32)
+    np.testing.assert_array_equal(loaded.head_.predict_proba(X), forest.head_.predict_proba(X))
+    # A linear head holds nothing untrusted, and without the request nothing is checked.
+    assert untrusted_types_of(_head_only()) == []
+    save_model(_head_only(), tmp_path / "linear.skops", require_safe_load=True)
+    save_model(forest, tmp_path / "api.skops")
+    with pytest.raises(ModelLoadError, match=r"sklearn\.tree\._tree\.Tree"):
+        load_model(tmp_path / "api.skops", check_weights=False)

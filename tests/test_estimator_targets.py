@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gapsvm.estimator.targets import class_index, resolve_target, resolve_targets
+from gapsvm.estimator.targets import ALL, class_index, is_all, resolve_target, resolve_targets
 
 NAMES = np.array(["cat", "dog", "person"])
 NUMBERS = np.array([1, 3, 10])
@@ -72,3 +72,25 @@ def test_resolve_targets_errors() -> None:
     with pytest.raises(ValueError, match=r"unknown target class 'horse'.*'cat', 'dog', "
                        r"'person'"):
         resolve_targets(["cat", "horse"], NAMES, None, 2)
+
+
+def test_all_is_every_class_for_every_image() -> None:
+    every = resolve_targets("all", NAMES, None, 2)
+    assert every.dtype.kind == "i"
+    np.testing.assert_array_equal(every, [[0, 1, 2], [0, 1, 2]])
+    assert resolve_targets(ALL, NUMBERS, None, 0).shape == (0, 3)
+    assert is_all("all") and not is_all(["all"]) and not is_all(np.str_("dog"))
+    # Only where a caller allows it; elsewhere "all" is a label like any other.
+    assert resolve_target(NAMES, "all", allow_all=True) == ALL
+    with pytest.raises(ValueError, match="unknown target class 'all'"):
+        resolve_target(NAMES, "all")
+
+
+def test_all_is_refused_for_a_model_with_a_class_named_all() -> None:
+    odd = np.array(["all", "some"])
+    with pytest.raises(ValueError, match="'all' is ambiguous: this model has a class named 'all'"):
+        resolve_targets("all", odd, None, 2)
+    with pytest.raises(ValueError, match="ambiguous"):
+        resolve_target(odd, "all", allow_all=True)
+    assert resolve_target(odd, "all") == "all"  # where "all" is not allowed: the class
+    np.testing.assert_array_equal(resolve_targets(["all", "some"], odd, None, 2), [0, 1])

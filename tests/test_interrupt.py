@@ -161,7 +161,7 @@ def _running(pid: int) -> bool:
 def _entries(cache: Path) -> dict[str, tuple[int, int]]:
     """Finished cache entries (not temporary files) -> (inode, mtime_ns)."""
     out = {}
-    for p in cache.glob("v1/*/*/*/*.joblib"):
+    for p in cache.glob("v2/*/*/*/*.joblib"):
         if not p.name.startswith("."):
             st = p.stat()
             out[str(p)] = (st.st_ino, st.st_mtime_ns)
@@ -226,12 +226,13 @@ def reference(server, folder, tmp_path_factory):
 def _check_cache(cache: Path, reference: dict) -> int:
     """Every finished entry loads, belongs to an input image and holds its exact features."""
     n = 0
-    for p in cache.glob("v1/*/*/*/*.joblib"):
+    for p in cache.glob("v2/*/*/*/*.joblib"):
         if p.name.startswith("."):
             continue
         size_dir = p.parent.parent
-        fc = FeatureCache(cache, size_dir.parent.name, size_dir.name)
-        entry = fc.get(p.stem, need_maps=True)
+        fc = FeatureCache(cache, size_dir.parent.name, channels=512, stride=16)
+        input_hw = tuple(int(v) for v in size_dir.name.split("x"))
+        entry = fc.get(p.stem, input_hw, need_maps=True)
         assert entry is not None, f"cache entry {p} does not load"
         assert p.stem in reference["by_key"], f"{p} is not the key of any input image"
         assert entry.gap.tobytes() == reference["by_key"][p.stem].tobytes(), p
@@ -321,7 +322,8 @@ def test_two_concurrent_processes_share_one_cache_safely(server, folder, referen
         assert res == {"signal": None, "rc": 0}, text
         data = read_features_file(out)
         assert data["X"].tobytes() == reference["data"]["X"].tobytes()
-        computed.append(int(text.split(" (", 1)[1].split(" computed")[0]))
+        (summary,) = [line for line in text.splitlines() if " images -> " in line]
+        computed.append(int(summary.split(" (", 1)[1].split(" computed")[0]))
     assert _check_cache(cache, reference) == N_IMAGES
     assert _tmp_files(cache) == [] and _tmp_files(tmp_path) == []
     assert sum(computed) >= N_IMAGES  # every image was computed by at least one of them

@@ -110,10 +110,10 @@ def test_identical_to_single_process_one_backbone_per_worker(client, paths40, re
     assert sum(after[a] - before.get(a, 0) for a in after) == 40
 
     # The workers wrote every image, maps included, into the shared cache.
-    cache = FeatureCache(shared_cache, next(iter(warm.values()))["backbone_key"], "128x64")
+    cache = FeatureCache(shared_cache, next(iter(warm.values()))["backbone_key"])
     for path, g in zip(paths40, res.gap, strict=True):
         with open(path, "rb") as fh:
-            entry = cache.get(content_key(fh.read()), need_maps=True)
+            entry = cache.get(content_key(fh.read()), (128, 64), need_maps=True)
         assert entry is not None and entry.maps.shape == (8, 4, 512)
         assert np.array_equal(entry.gap, g)
     # A second run is served from the cache, identically.

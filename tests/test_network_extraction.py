@@ -21,16 +21,10 @@ from gapsvm import ImageReadError
 from gapsvm.core.cache import FeatureCache
 from gapsvm.core.decode import read_image
 from gapsvm.network.backbone.registry import get_spec
-from gapsvm.network.extraction import (
-    CacheHit,
-    PendingImage,
-    ReadFailure,
-    extract,
-    iter_features,
-    prepare_images,
-)
+from gapsvm.network.extraction import extract, iter_features
 
-eight = _network.eight  # the shared fixture
+eight = _network.eight  # the shared fixtures
+small_images = _network.small_images
 
 
 # ------------------------------------------------------------------ unreadable files
@@ -169,29 +163,11 @@ class Recorded:
         return self.path
 
 
-@pytest.fixture
-def small_images(tmp_path) -> list[Path]:
-    """13 PNGs of a few sizes, one unreadable file among them (index 5)."""
-    from _helpers import write_rgb
-
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(13):
-        p = tmp_path / f"im{i:02d}.png"
-        if i == 5:
-            p.write_bytes(b"not an image")
-        else:
-            h, w = [(40, 24), (64, 32), (20, 50)][i % 3]
-            write_rgb(p, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-        paths.append(p)
-    return paths
-
-
 @pytest.mark.parametrize("input_size", [(64, 32), None])
 def test_prefetch_depth_changes_nothing_but_timing(small_images, tmp_path, input_size) -> None:
     runs = {}
     for prefetch in (0, 1, 2, 5):
-        cache = FeatureCache(tmp_path / f"cache{prefetch}", "fake", str(input_size))
+        cache = FeatureCache(tmp_path / f"cache{prefetch}", "fake")
         runs[prefetch] = [
             extract([str(p) for p in small_images], backbone=FakeBackbone(),
                     input_size=input_size, cache=cache, batch_size=4, want_maps=True,
@@ -252,30 +228,6 @@ def test_native_and_scaled_sizes_rise_to_the_backbones_min_side(tmp_path) -> Non
         assert bb.batches == [(1, *want, 3)]
 
 
-def test_prepare_images_gives_one_typed_item_per_image(small_images, tmp_path) -> None:
-    from gapsvm.core.cache import content_key
-    from gapsvm.core.decode import read_bytes
-
-    names = [str(p) for p in small_images]
-    cache = FeatureCache(tmp_path / "c", "fake", "64x32")
-    key0 = content_key(read_bytes(small_images[0]))
-    cache.put(key0, np.ones(3, np.float32), None, (40, 24), (64, 32))
-    items = prepare_images(names, names, [0, 1, 5], cache=cache, need_maps=False,
-                           input_size=(64, 32), min_side=32)
-    hit, pending, failure = items
-    assert isinstance(hit, CacheHit) and hit.index == 0 and hit.entry.input_hw == (64, 32)
-    assert isinstance(pending, PendingImage) and pending.index == 1
-    assert pending.key == content_key(read_bytes(small_images[1]))
-    assert pending.image_hw == (64, 32) and pending.input_hw == (64, 32)
-    np.testing.assert_array_equal(pending.pixels, read_image(small_images[1]))
-    assert isinstance(failure, ReadFailure) and failure.index == 5
-    assert isinstance(failure.error, ImageReadError) and failure.error.path == names[5]
-    # The same entry without maps is a miss when maps are needed.
-    (again,) = prepare_images(names, names, [0], cache=cache, need_maps=True,
-                              input_size=(64, 32), min_side=32)
-    assert isinstance(again, PendingImage)
-
-
 @pytest.mark.slow
 def test_runs_of_cache_hits_read_inline_with_the_same_results(shared_data, persons,
                                                                tmp_path) -> None:
@@ -289,3 +241,98 @@ def test_runs_of_cache_hits_read_inline_with_the_same_results(shared_data, perso
     again = fz.extract(paths)
     assert first.n_computed == 20 and mixed.n_computed == 20 and again.n_computed == 0
     assert np.array_equal(mixed.gap, again.gap) and np.array_equal(mixed.gap[:20], first.gap)
+
+
+# ------------------------------------------------------------------ cache keys: the real input
+
+
+def test_native_x1_and_own_size_are_one_entry_per_network_input(small_images, tmp_path) -> None:
+    cache = FeatureCache(tmp_path / "c", "fake")
+    files = [str(p) for p in small_images[:3]]  # 40x24, 64x32, 20x50
+    array = np.random.default_rng(1).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    for sources in (files, [array]):
+        runs = []
+        for size in (None, 1.0, "own"):
+            bb = FakeBackbone(min_side=16)
+            for src in sources:
+                own = (read_image(src) if isinstance(src, str) else src).shape[:2]
+                (r,) = iter_features([src], bb, input_size=own if size == "own" else size,
+                                     cache=cache)
+                runs.append((size, r))
+            assert len(bb.batches) == (len(sources) if size is None else 0), size
+        for _, r in runs:
+            assert r.input_hw == r.image_hw
+        assert {r.input_hw for _, r in runs} == {r.input_hw for s, r in runs if s is None}
+    by_size = sorted(p.parent.parent.name for p in (tmp_path / "c").rglob("*.joblib"))
+    assert by_size == ["20x50", "40x24", "48x40", "64x32"]  # one entry per image
+
+
+def test_a_header_wrong_about_the_size_costs_a_decode_never_a_wrong_entry(tmp_path) -> None:
+    from PIL import Image
+
+    # A JPEG stored 64x96 whose EXIF orientation (6: rotate 90) makes it 96x64 once decoded:
+    # its header's size is the transpose of the image the network sees at native size.
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(
+        path, "JPEG", exif=exif.tobytes()
+    )
+    assert read_image(path).shape[:2] == (96, 64)
+    cache = FeatureCache(tmp_path / "c", "fake")
+    # A fixed 64x96 input of this image sits exactly where the header's guess points.
+    (fixed,) = iter_features([str(path)], FakeBackbone(), input_size=(64, 96), cache=cache)
+    assert fixed.image_hw == (96, 64) and fixed.input_hw == (64, 96)
+    for computed in (1, 0):
+        bb = FakeBackbone()
+        (native,) = iter_features([str(path)], bb, input_size=None, cache=cache)
+        assert native.input_hw == (96, 64) and len(bb.batches) == computed
+        assert native.cached == (computed == 0)
+    want = FakeBackbone()(read_image(path)[None])[1][0]
+    np.testing.assert_allclose(native.gap, want, rtol=1e-6)
+
+
+def test_no_network_pass_exceeds_the_input_pixel_bound() -> None:
+    # Memory grows with a pass's pixels: photos at native size are fitted to the bound and
+    # run one by one, mid-size images share a pass while it fits, small ones fill batches.
+    from gapsvm.core.sizes import MAX_INPUT_PIXELS
+
+    photo = np.zeros((3000, 4000, 3), np.uint8)
+    mid = np.zeros((708, 708, 3), np.uint8)  # three fit in the bound, four do not
+    small = np.zeros((64, 32, 3), np.uint8)
+    strip = np.zeros((1, 20000, 3), np.uint8)
+    sources = [photo, photo, photo, strip, *[mid] * 6, *[small] * 8]
+    bb = FakeBackbone()
+    res = extract(sources, backbone=bb, input_size=None, cache=None, batch_size=8,
+                  want_maps=False, on_error="skip")
+    assert all(n * h * w <= MAX_INPUT_PIXELS for n, h, w, _ in bb.batches), bb.batches
+    assert sorted(bb.batches) == sorted([(1, 1224, 1632, 3)] * 3 + [(3, 708, 708, 3)] * 2
+                                        + [(8, 64, 32, 3)])
+    assert res.image_hw[0] == (3000, 4000) and res.input_hw[0] == (1224, 1632)
+    (err,) = res.errors
+    assert err.path == "<array 3>" and "extreme aspect ratio" in err.reason
+
+
+def test_size_options_reaching_one_input_give_the_same_pixels(tmp_path) -> None:
+    from _helpers import write_rgb
+
+    # A JPEG well over twice the input: eligible for libjpeg's reduced-scale decoding, which
+    # must then be chosen by the network input alone, or one cache entry would hold
+    # different pixels depending on which size option wrote it first.
+    path = tmp_path / "photo.jpg"
+    yy, xx = np.mgrid[0:192, 0:256]
+    write_rgb(path, np.stack([yy, xx, (yy * xx) % 256], axis=-1).astype(np.uint8))
+    fresh = {}
+    for size in (0.25, (48, 64)):
+        bb = FakeBackbone()
+        (r,) = iter_features([str(path)], bb, input_size=size)
+        assert r.input_hw == (48, 64) and bb.batches == [(1, 48, 64, 3)]
+        fresh[size] = r.gap
+    np.testing.assert_array_equal(fresh[0.25], fresh[(48, 64)])
+    cache = FeatureCache(tmp_path / "c", "fake")
+    for size, computed in ((0.25, 1), ((48, 64), 0)):
+        bb = FakeBackbone()
+        (r,) = iter_features([str(path)], bb, input_size=size, cache=cache)
+        assert len(bb.batches) == computed
+        np.testing.assert_allclose(r.gap, fresh[size], rtol=1e-6)

@@ -326,3 +326,29 @@ def test_a_fifo_never_blocks_a_run(corpus, work, backbone):
     assert stat.S_ISFIFO(os.stat(corpus.p("person/pipe.jpg")).st_mode)
 
 
+
+
+def test_cli_cam_at_native_size_fits_photos_to_the_bound_and_refuses_strips(
+    model_file, work, capsys
+):
+    """A 4000x3000 photo is explained at the bound (noted on stderr, overlay at full size),
+    a 1x20000 strip is a named error instead of a 32x640000 input, the rest is untouched."""
+    from _corpus import smooth_image
+    from _helpers import write_rgb
+
+    rng = np.random.default_rng(12)
+    folder = work / "photos"
+    photo = write_rgb(folder / "photo.jpg", smooth_image(rng, 3000, 4000))
+    strip = write_rgb(folder / "strip.png", smooth_image(rng, 1, 20000))
+    write_rgb(folder / "small.png", smooth_image(rng, 320, 640))
+    rc, stdout, stderr = run_cli(capsys, "cam", model_file, folder, "--input-size", "native",
+                                 "--out", work / "cams", "--cache-dir", work / "c", "-q")
+    assert rc == 0, stderr
+    assert f"{strip}: extreme aspect ratio: the image is 20000x1 pixels" in stderr
+    assert (f"{photo}: note: downscaled from 4000x3000 to 1632x1224 pixels to fit the "
+            "2,000,000-pixel bound on the network input") in stderr
+    assert stderr.count("note: downscaled") == 1  # the small image got its own size
+    overlays = sorted((work / "cams").rglob("*.png"))
+    assert "2 overlay(s)" in stdout and len(overlays) == 2
+    (big,) = [p for p in overlays if p.name.startswith("photo")]
+    assert read_image(big).shape == (3000, 4000, 3)

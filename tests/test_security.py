@@ -229,11 +229,11 @@ def test_cache_entry_with_a_malicious_reduce_is_never_loaded_and_gets_replaced(t
     fz = GapFeaturizer(weights=None, input_size=SIZE, cache_dir=tmp_path / "cache",
                        verbose=0).fit()
     bb = get_backbone("vgg16", None)
-    cache = FeatureCache(tmp_path / "cache", bb.key, format_size(SIZE))
+    cache = FeatureCache(tmp_path / "cache", bb.key)
     key = content_key(image.read_bytes())
-    cache.path(key).parent.mkdir(parents=True)
+    cache.path(key, SIZE).parent.mkdir(parents=True)
     joblib.dump({"key": f"{bb.key}/{format_size(SIZE)}/{key}", "gap": Boom(marker)},
-                cache.path(key))
+                cache.path(key, SIZE))
     with pytest.warns(RuntimeWarning, match=rf"ignoring feature cache entry: .*{key}\.joblib "
                       rf"references {SYSTEM}"):
         res = fz.extract([str(image)])
@@ -241,7 +241,7 @@ def test_cache_entry_with_a_malicious_reduce_is_never_loaded_and_gets_replaced(t
     assert res.n_computed == 1  # recomputed, not served from the planted file
     fresh = GapFeaturizer(weights=None, input_size=SIZE, cache_dir=None, verbose=0).fit()
     np.testing.assert_array_equal(res.gap, fresh.transform([str(image)]))
-    np.testing.assert_array_equal(cache.get(key).gap, res.gap[0])  # replaced by a good entry
+    np.testing.assert_array_equal(cache.get(key, SIZE).gap, res.gap[0])  # replaced by a good entry
 
 
 # -- weights are checked by content --------------------------------------------------------
@@ -310,7 +310,8 @@ def test_labels_and_input_paths_cannot_write_outside_the_output_folder(meta, tmp
                 "--cache-dir", "cache", "--target", target]
         rc, _, stderr = run_cli(capsys, *args)
         assert rc == 0, stderr
-    rc, _, stderr = run_cli(capsys, "report", "model.skops", "in", "--out", "report", "-q",
+    # in/ holds an image beside a sub-folder of images: a layout report refuses (ambiguous).
+    rc, _, stderr = run_cli(capsys, "report", "model.skops", "in/sub", "--out", "report", "-q",
                             "--cache-dir", "cache")
     assert rc == 0, stderr
     new = _files(tmp_path) - before
@@ -319,9 +320,11 @@ def test_labels_and_input_paths_cannot_write_outside_the_output_folder(meta, tmp
     assert outside == [], outside
     names = sorted(p.relative_to(out).as_posix() for p in _files(out))
     assert len(names) == 12 and all(".." not in Path(n).parts for n in names), names
-    assert {Path(n).parent.as_posix() for n in names} == {".", "sub"}  # the inputs' layout
-    assert "sub/deep.cam-_.._.._escaped.png" in names and "x.cam-_.._.._escaped.npy" in names
-    assert "top.cam-_img src_x onerror_alert_1_.._up.png" in names
+    # The inputs' layout below the deepest folder holding them all (a/: in/ is a/b/in/).
+    assert {Path(n).parent.as_posix() for n in names} == {".", "b/in", "b/in/sub"}
+    assert "b/in/sub/deep.png.cam-_.._.._escaped.png" in names
+    assert "x.png.cam-_.._.._escaped.npy" in names
+    assert "b/in/top.png.cam-_img src_x onerror_alert_1_.._up.png" in names
     assert sorted(p.name for p in _files(report)) == ["index.html"]
     assert "<img src=x" not in (report / "index.html").read_text(encoding="utf-8")
 

@@ -101,11 +101,11 @@ def test_a_features_file_loads_as_written(tmp_path) -> None:
 
 
 def test_a_cache_entry_loads_and_can_be_memory_mapped(tmp_path) -> None:
-    cache = FeatureCache(tmp_path, "vgg16-test", "32x32")
+    cache = FeatureCache(tmp_path, "vgg16-test")
     gap = np.arange(512, dtype=np.float32)
     maps = np.ones((2, 2, 512), np.float32)
     cache.put("ab12", gap, maps, (40, 30), (32, 32))
-    d = safe_joblib_load(cache.path("ab12"), mmap_mode="r")
+    d = safe_joblib_load(cache.path("ab12", (32, 32)), mmap_mode="r")
     assert isinstance(d["maps"], np.memmap) and not d["maps"].flags.writeable
     np.testing.assert_array_equal(d["gap"], gap)
     np.testing.assert_array_equal(d["maps"], maps.astype(np.float16))

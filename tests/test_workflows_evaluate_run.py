@@ -1,7 +1,9 @@
 """Tests for gapsvm.workflows.evaluate.run (``gapsvm evaluate``): the localisation numbers
 against the public metric functions on tiny photos (random VGG16 weights), the command's
 handling of boxes CSVs (errors with their line, a byte-order mark), and the command end to
-end on three real meeting-room photos with a model trained in the test on INRIA crops.
+end on three real meeting-room photos with a model trained in the test on INRIA crops, and the
+weakly-supervised localisation protocol (accuracy, GT-known, top-1, MaxBoxAccV2, per class) on a
+slice of caltech101_3, recomputed from the public API.
 
 The metric math is tested on hand-made cases in test_core_metrics_*.py and test_core_boxes.py,
 the table in test_workflows_evaluate_table.py, the CSV reader alone in test_core_boxes_csv.py.
@@ -22,7 +24,17 @@ from _helpers import run_cli
 from gapsvm import GapClassifier
 from gapsvm.core.boxes import Box, cam_to_boxes
 from gapsvm.core.boxes_csv import Annotation
-from gapsvm.core.metrics import box_area_share, energy_in_box, pointing_game
+from gapsvm.core.metrics import (
+    best_iou,
+    box_area_share,
+    center_map,
+    corloc,
+    energy_in_box,
+    iou_curve,
+    max_box_accuracy,
+    pointing_game,
+    top1_localisation,
+)
 from gapsvm.core.overlay import GT_COLOR, PRED_COLOR, evaluation_overlay
 from gapsvm.network.backbone.build import get_backbone
 from gapsvm.workflows.evaluate import METHODS, evaluate, format_table, write_report
@@ -96,8 +108,8 @@ def test_localisation_numbers_and_baselines_on_tiny_photos(tiny_model, tmp_path)
         assert row["methods"]["centre"]["n_pred"] == 1
     assert rep["area_share"] == pytest.approx(np.mean([r["area_share"] for r in rep["per_image"]]))
     pngs = sorted(p.name for p in (tmp_path / "overlays").iterdir())
-    assert pngs == ["p0.b.png", "p1.a.png"]
-    assert cv2.imread(str(tmp_path / "overlays" / "p1.a.png")).shape == (80, 64, 3)
+    assert pngs == ["p0.png.b.png", "p1.png.a.png"]
+    assert cv2.imread(str(tmp_path / "overlays" / "p1.png.a.png")).shape == (80, 64, 3)
     # Reproducible: the same seed gives the same random baseline.
     again = evaluate(model, anns, mode="all", threshold=0.3, faithfulness="none", seed=3)
     assert again["summary"]["random"] == rep["summary"]["random"]
@@ -150,6 +162,33 @@ def test_cli_reads_a_boxes_csv_saved_with_a_byte_order_mark(tiny_model, tmp_path
     assert bom["summary"] == plain["summary"]
 
 
+@slow
+def test_every_pair_gets_its_own_overlay_file(tiny_model, tmp_path, capsys) -> None:
+    # Before: x.jpg and x.png (same stem) wrote one file while "3 overlay(s)" was printed.
+    model, _, d = tiny_model
+    model.save(tmp_path / "m.skops")
+    imgs = tmp_path / "imgs"
+    photo = cv2.imread(str(d / "imgs" / "p0.png"))
+    (imgs / "sub").mkdir(parents=True)
+    for name in ("x.png", "x.jpg", "sub/x.png"):
+        cv2.imwrite(str(imgs / name), photo)
+    long = "L" * 246 + ".png"  # its overlay name would be longer than a file name may be
+    cv2.imwrite(str(imgs / long), photo)
+    f = tmp_path / "b.csv"
+    f.write_text(HEADER + "".join(f"{n},b,48,16,80,48\n" for n in
+                                  ("x.png", "x.jpg", "sub/x.png", long)) + "x.png,a,0,0,8,8\n")
+    out = tmp_path / "out"
+    code, printed, err = run_cli(capsys, "evaluate", tmp_path / "m.skops", f, "--images", imgs,
+                                 "--out", out, "--faithfulness", "none", "-q")
+    assert code == 0, err
+    files = sorted(p.relative_to(out / "overlays").as_posix()
+                   for p in (out / "overlays").rglob("*") if p.is_file())
+    assert len(files) == 5 and "5 overlay(s)" in printed
+    assert files[1:] == ["sub/x.png.b.png", "x.jpg.b.png", "x.png.a.png", "x.png.b.png"]
+    assert files[0].startswith("L" * 200) and files[0].endswith(".b.png")
+    assert len(files[0]) <= 255
+
+
 # ------------------------------------------------------------------ real photos, end to end
 
 
@@ -189,7 +228,7 @@ def test_evaluate_command_on_real_boxed_photos(
                                boxes_dir / "images", "--out", out, "--cache-dir", cache, "-q")
     assert code == 0, printed
     header = next(line for line in printed.splitlines() if line.startswith("metric"))
-    assert header.split()[-4:] == list(METHODS)
+    assert header.split()[-len(METHODS):] == list(METHODS)
     for row in ("pointing game", "energy in box", "CorLoc", "deletion AUC", "Average Drop"):
         assert row in printed
 
@@ -218,7 +257,7 @@ def test_evaluate_command_on_real_boxed_photos(
 
     # One overlay per photo at the photo's size, with the gt outlines in white.
     first = rep["per_image"][0]
-    overlay = cv2.cvtColor(cv2.imread(str(out / "overlays" / f"{Path(names[0]).stem}.person.png")),
+    overlay = cv2.cvtColor(cv2.imread(str(out / "overlays" / f"{names[0]}.person.png")),
                            cv2.COLOR_BGR2RGB)
     assert overlay.shape == (320, 640, 3)
     gt0 = next(r for r in rows if r["filename"] == first["filename"])
@@ -228,3 +267,72 @@ def test_evaluate_command_on_real_boxed_photos(
     # The CAM box is in the JSON and drawn in magenta.
     bx = first["boxes"][0]
     assert (overlay[bx[1], bx[0] : bx[2]] == PRED_COLOR).all(axis=1).mean() > 0.5
+
+
+# ------------------------------------------------------------------ labelled multi-class photos
+
+
+@pytest.fixture(scope="module")
+def caltech_model(tmp_path_factory, caltech_slice, imagenet_ready):
+    """LinearSVC (the default head) on 24 caltech101_3 photos at 224x224, saved."""
+    d = tmp_path_factory.mktemp("eval-caltech")
+    _, paths, labels, _ = caltech_slice
+    model = GapClassifier(input_size=(224, 224), cache_dir=d / "cache").fit(paths, labels)
+    model.save(d / "m.skops")
+    return model, d
+
+
+def test_evaluate_reports_the_wsol_protocol_on_labelled_classes(
+    caltech_slice, caltech_model, tmp_path, capsys
+) -> None:
+    root, _, _, rows = caltech_slice
+    model, d = caltech_model
+    subset = tmp_path / "test.csv"
+    with open(subset, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "out"
+    code, printed, err = run_cli(capsys, "evaluate", d / "m.skops", subset, "--images", root,
+                                 "--out", out, "--input-size", "224x224", "--faithfulness",
+                                 "none", "--cache-dir", d / "cache", "-q")
+    assert code == 0, err
+    for text in ("classification accuracy", "GT-known loc", "top-1 loc", "MaxBoxAccV2",
+                 "gaussian"):
+        assert text in printed
+    lines = printed.splitlines()
+    block = lines[lines.index("per class:") + 1:]
+    assert [block.index(c) for c in ("airplane", "face", "motorcycle")] == [0, 5, 10]
+    assert block[2].startswith("  GT-known loc")
+    rep = json.loads((out / "evaluation.json").read_text())
+    assert rep["counts"] == {"images": 18, "pairs": 18, "gt_boxes": 18}
+    assert rep["settings"]["scales"] == [[224, 224]]
+    assert list(rep["per_class"]) == ["airplane", "face", "motorcycle"]
+    assert all("iou_curve" not in r for p in rep["per_image"] for r in p["methods"].values())
+
+    # Independent recomputation from the public API: predict, cam, boxes and the metrics.
+    paths = [str(root / r["filename"]) for r in rows]
+    labels = [r["label"] for r in rows]
+    gts = [[Box(*(int(r[k]) for k in ("x_min", "y_min", "x_max", "y_max")))] for r in rows]
+    correct = np.asarray(model.predict(paths)) == np.array(labels)
+    ious, curves, whole, gauss = [], [], [], []
+    for path, label, gt in zip(paths, labels, gts, strict=True):
+        [cam] = model.cam([path], label, normalize=False, input_size=(224, 224))
+        ious.append(best_iou(cam_to_boxes(cam, 0.2, "largest")[0], gt))
+        curves.append(iou_curve(cam, gt))
+        whole.append(best_iou(Box(0, 0, cam.shape[1], cam.shape[0]), gt))
+        gauss.append(iou_curve(center_map(cam.shape), gt))
+    s = rep["summary"]
+    assert [p["predicted"] for p in rep["per_image"]] == list(model.predict(paths))
+    assert s["cam"]["accuracy"] == pytest.approx(correct.mean())
+    assert s["cam"]["gt_known"] == pytest.approx(corloc(ious))
+    assert s["cam"]["top1_loc"] == pytest.approx(top1_localisation(correct, ious))
+    assert s["cam"]["maxboxacc_v2"] == pytest.approx(max_box_accuracy(curves).value)
+    assert s["uniform"]["gt_known"] == pytest.approx(corloc(whole))  # the whole-image box
+    assert s["gaussian"]["maxboxacc_v2"] == pytest.approx(max_box_accuracy(gauss).value)
+    airplane = [i for i, lab in enumerate(labels) if lab == "airplane"]
+    assert rep["per_class"]["airplane"]["cam"]["gt_known"] == pytest.approx(
+        corloc([ious[i] for i in airplane]))
+    # Real behaviour: three easy classes from 8 photos each; top-1 never beats either part.
+    assert s["cam"]["accuracy"] >= 0.9
+    assert s["cam"]["top1_loc"] <= min(s["cam"]["accuracy"], s["cam"]["gt_known"])

@@ -4,6 +4,7 @@ matrix, findings, ground-truth boxes read by the one strict reader)."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import _report
@@ -173,3 +174,64 @@ def test_labels_that_are_no_class_folder_extend_the_confusion_matrix(trained, tm
     pred = trained["model"].predict([str(folder / c / "x.png") for c in rep.labels])
     expected = confusion_matrix(rep.labels, pred, labels=rep.labels)
     np.testing.assert_array_equal(rep.confusion, expected)
+
+
+def test_training_images_are_counted_and_the_accuracy_marked_optimistic(trained, tmp_path):
+    # Three training images under new names (recognised by content), and two new images.
+    folder = tmp_path / "mixed"
+    train = trained["root"] / "train"
+    reused = {"red/again0.png": "red/r0.png", "red/again1.png": "red/r1.png",
+              "blue/again.png": "blue/b0.png"}
+    for new, old in reused.items():
+        (folder / new).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(train / old, folder / new)
+    rng = np.random.default_rng(11)
+    write_png(folder / "red" / "fresh.png", colour(rng, RED))
+    write_png(folder / "red" / "fresh_but_blue.png", colour(rng, BLUE))  # a likely error
+    rep = build_report(trained["model"], folder, tmp_path / "out")
+    by = {e.name: e.trained_on for e in rep.entries}
+    assert by == {**dict.fromkeys(reused, True), "red/fresh.png": False,
+                  "red/fresh_but_blue.png": False}
+    new = [e for e in rep.entries if not e.trained_on]
+    ok = sum(e.true == p for e, p in zip(new, trained["model"].predict([e.path for e in new]),
+                                        strict=True))
+    accuracy = [f for f in rep.findings if f.startswith("Accuracy on this folder")]
+    assert len(accuracy) == 1
+    assert accuracy[0].endswith(
+        " This accuracy is optimistic: 3 of these 5 images were training images of this "
+        f"model; on the other 2 images it is {100 * ok / 2:.1f}% ({ok} of 2).")
+    page = rep.path.read_text(encoding="utf-8")
+    assert page.count("training image</span>") == 3
+
+
+def test_report_on_the_training_folder_says_every_image_was_trained_on(trained, tmp_path,
+                                                                      capsys):
+    argv = ["report", str(trained["model_path"]), str(trained["root"] / "train"), "--out",
+            str(tmp_path / "o"), "--cache-dir", str(trained["cache"]), "-q"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "This accuracy is optimistic: 16 of these 16 images were training images of this " \
+           "model; the cross-validated accuracy in the model card, where recorded, is the " \
+           "estimate for new images." in out
+
+
+def test_new_images_and_unrecorded_models_get_no_caveat(trained, labelled_report, tmp_path):
+    rep, _ = labelled_report
+    assert {e.trained_on for e in rep.entries} == {False}
+    assert not any("optimistic" in f or "training images" in f for f in rep.findings)
+    # A model fitted through the API records no training images: nothing is claimed.
+    from sklearn.base import clone
+
+    model = clone(trained["model"])
+    X = np.random.default_rng(0).normal(size=(6, 512)).astype(np.float32)
+    model.fit_features(X, ["red", "blue"] * 3, trained["model"].feature_meta_)
+    assert not hasattr(model, "training_info_")
+    rep = build_report(model, trained["root"] / "train", tmp_path / "o")
+    assert {e.trained_on for e in rep.entries} == {None}
+    assert not any("optimistic" in f for f in rep.findings)
+
+
+def test_a_flat_folder_of_training_images_is_counted_too(trained, tmp_path):
+    rep = build_report(trained["model"], trained["root"] / "train" / "red", tmp_path / "o")
+    assert rep.confusion is None and {e.trained_on for e in rep.entries} == {True}
+    assert "8 of these 8 images were training images of this model." in rep.findings

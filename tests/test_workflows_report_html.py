@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from _report import NASTY, Page, readable
 
+from gapsvm.core.boxes import Box
 from gapsvm.workflows.report import build_report
 
 trained, labelled_report = _report.trained, _report.labelled_report  # shared fixtures
@@ -30,7 +31,7 @@ def test_model_card_fields(trained, labelled_report):
     assert model.feature_meta_["weights"]["name"] in f["weights"]
     assert f["input size (training)"] == "32x32"
     assert f["input size (this report)"] == "32x32"
-    assert f["head"] == "sklearn.svm._classes.LinearSVC"
+    assert f["head"] == "LinearSVC"  # as a user names it, not its private module
     assert "C=0.5" in f["head parameters"] and "max_iter=10000" in f["head parameters"]
     assert f["classes"] == "blue, red"
     info = model.training_info_
@@ -85,6 +86,38 @@ def test_misclassified_first_then_by_score(trained, labelled_report):
             assert c["data-pred"] == y_pred[rel.index(c["data-name"])]
 
 
+def _panel_png(img: dict) -> np.ndarray:
+    png = np.frombuffer(base64.b64decode(img["src"].split(",", 1)[1]), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_target_all_draws_a_row_of_every_class_per_image(trained, tmp_path):
+    model, folder = trained["model"], trained["labelled"]
+    paths, _ = readable(folder)
+    rel = [Path(p).relative_to(folder).as_posix() for p in paths]
+    d = model.decision_function(paths)  # binary: blue scores -d, red scores d
+    boxes = {"red/red0.png": [("red", Box(4, 4, 20, 20))]}
+    rep = build_report(model, folder, tmp_path / "o", target="all", boxes=boxes)
+    page = Page(rep.path.read_text(encoding="utf-8"))
+    assert page.fields["map drawn"] == "every class, one row per image"
+    assert sorted(c["data-name"] for c in page.cards) == sorted(rel)
+    for k, card in enumerate(page.cards):
+        panels = [p for p in page.panels if p["card"] == k]
+        imgs = [i for i in page.imgs if i["card"] == k]
+        assert [p["data-class"] for p in panels] == ["blue", "red"]  # the model's order
+        assert len(imgs) == 2
+        i = rel.index(card["data-name"])
+        for p, img, want in zip(panels, imgs, (-d[i], d[i]), strict=True):
+            assert float(p["data-score"]) == pytest.approx(want, abs=1e-4)
+            assert p["label"].split()[:2] == [p["data-class"], f"{want:+.3f}"]
+            assert img["alt"] == f"{card['data-name']}: map of {p['data-class']}"
+            assert ("pred" in p["class"].split()) == (p["data-class"] == card["data-pred"])
+        # The ground-truth box (white; jet over these images has no white) is drawn on the
+        # panel of its own class only.
+        white = [bool((_panel_png(img) == 255).all(axis=2).any()) for img in imgs]
+        assert white == ([False, True] if card["data-name"] == "red/red0.png" else [False] * 2)
+
+
 def test_nasty_file_name_is_escaped(trained, labelled_report):
     rep, page = labelled_report
     text = rep.path.read_text(encoding="utf-8")
@@ -107,8 +140,36 @@ def test_max_per_class_keeps_mistakes_and_full_counts(trained, labelled_report, 
     assert wrong <= {c["data-name"] for c in page.cards}  # mistakes are never the ones cut
     np.testing.assert_array_equal(rep.confusion, full.confusion)
     assert "more not shown" in rep.path.read_text(encoding="utf-8")
-    with pytest.raises(ValueError, match="max_per_class"):
+    with pytest.raises(ValueError, match="max_per_class must be a positive number of "
+                                         "overlays, or None for every image; got 0"):
         build_report(trained["model"], trained["labelled"], tmp_path / "o", max_per_class=0)
+
+
+def test_cli_max_per_class_is_a_usage_error_in_command_line_terms(trained, tmp_path, capsys):
+    from gapsvm import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["report", str(trained["model_path"]), str(trained["flat"]), "--out",
+                  str(tmp_path / "o"), "--max-per-class", "-1"])
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert exc.value.code == 2 and "None" not in err
+    assert err == ("gapsvm report: error: argument --max-per-class: -1 overlays: give 0 (all) "
+                   "or a positive count")
+
+
+def test_pipeline_head_is_named_by_its_steps(trained, tmp_path):
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = clone(trained["model"]).set_params(
+        classifier=make_pipeline(StandardScaler(), LogisticRegression()))
+    X = np.random.default_rng(0).normal(size=(6, 512)).astype(np.float32)
+    model.fit_features(X, ["red", "blue"] * 3, trained["model"].feature_meta_)
+    rep = build_report(model, trained["flat"], tmp_path / "o")
+    head = Page(rep.path.read_text(encoding="utf-8")).fields["head"]
+    assert head == "Pipeline(StandardScaler, LogisticRegression)"
 
 
 def test_report_module_does_not_import_tensorflow():

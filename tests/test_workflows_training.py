@@ -5,6 +5,7 @@ is test_cli_train.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from pathlib import Path
 
@@ -92,6 +93,57 @@ def test_classifiers_that_cannot_be_built_are_value_errors(name, params, message
     assert str(info.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("os.path", "'os.path' is a module, not a classifier class; give a class like "
+                    "sklearn.linear_model.LogisticRegression"),
+        ("builtins.print", "'builtins.print' is a builtin_function_or_method, not a "
+                           "classifier class"),
+        ("os.getcwd", "'os.getcwd' is a builtin_function_or_method, not a classifier class"),
+        ("sklearn.cluster.KMeans", "'sklearn.cluster.KMeans' is not a classifier (scikit-learn "
+                                   "says it is a clusterer); use one of linearsvc, "),
+        ("sklearn.linear_model.LinearRegression", "'sklearn.linear_model.LinearRegression' is "
+         "not a classifier (scikit-learn says it is a regressor)"),
+        ("sklearn.preprocessing.StandardScaler", "'sklearn.preprocessing.StandardScaler' is not "
+                                                 "a classifier: it has no predict method"),
+        ("collections.OrderedDict", "'collections.OrderedDict' is not a classifier: it has no "
+                                    "fit or predict method"),
+        ("sklearn.pipeline.Pipeline", "cannot build classifier 'sklearn.pipeline.Pipeline' "
+                                      "without arguments: "),
+        (f"{__name__}._FitPredict", f"'{__name__}._FitPredict' is not a classifier (it is no "
+                                    "scikit-learn estimator: it declares no estimator type)"),
+    ],
+)
+def test_names_that_are_no_classifier_class_are_one_line_value_errors(name, message) -> None:
+    with pytest.raises(ValueError) as info:
+        resolve_classifier(name)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+class _FitPredict:
+    """fit and predict, but not a scikit-learn estimator (no tags, no get_params)."""
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return X
+
+
+def test_any_scikit_learn_classifier_class_is_accepted() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    est = resolve_classifier("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 7})
+    assert type(est) is RandomForestClassifier and est.n_estimators == 7
+
+
+@pytest.mark.parametrize("cv", [-3, 1, 2.5, True, "5"])
+def test_bad_fold_counts_are_refused_before_the_file_is_read(tmp_path, cv) -> None:
+    with pytest.raises(ValueError, match="folds"):
+        train_from_features(tmp_path / "missing.joblib", cv=cv, log=lambda s: None)
+
+
 def test_nested_params_parse_literals_and_keep_text() -> None:
     tokens = ["--classifier__C", "0.5", "--classifier__class_weight=balanced",
               "--classifier__max_iter=3000", "--classifier__tol", "None",
@@ -147,7 +199,8 @@ def test_training_records_the_run_and_fits_the_head_on_every_image(tmp_path) -> 
     model = train_from_features(f, cv=5, seed=2, log=log.append)
     info = model.training_info_
     assert set(info) == {"n_images", "features_file", "classifier", "cv_folds",
-                         "cv_accuracy_mean", "cv_accuracy_std", "cv_scores"}
+                         "cv_accuracy_mean", "cv_accuracy_std", "cv_scores", "train_keys",
+                         "train_keys_preprocess_version"}
     assert (info["n_images"], info["features_file"]) == (36, "feats.joblib")
     assert info["classifier"] == "LinearSVC(max_iter=10000)"
     _, scores = cross_validate_head(LinearSVC(max_iter=10000), X, y, 5, 2)
@@ -182,7 +235,7 @@ def test_other_classifiers_and_their_params(tmp_path) -> None:
 @pytest.mark.parametrize(
     "counts, cv, folds, said",
     [
-        ((12, 12), 1, None, None),  # under 2: no cross-validation asked for
+        ((12, 12), 0, None, None),  # 0: no cross-validation asked for
         ((12, 3), 5, 3, None),  # no more folds than the smallest class has images
         ((12, 1), 5, None, "cross-validation skipped: the smallest class has 1 image(s)"),
     ],
@@ -240,3 +293,28 @@ def test_features_without_labels_or_with_one_class_are_refused(tmp_path) -> None
     with pytest.raises(ValueError, match=r"one\.joblib has a single class \['c0'\]: need two "
                                          "or more"):
         train_from_features(one, log=lambda s: None)
+
+
+def test_training_records_its_images_by_content_as_the_cache_keys_them(tmp_path) -> None:
+    from gapsvm.core.cache import PREPROCESS_VERSION
+
+    X, y = _data(counts=(3, 3))
+    data = tmp_path / "data"
+    contents = [f"image bytes {i}".encode() for i in range(6)]
+    paths = [f"c{i % 2}/img {i}.png" for i in range(6)]
+    for rel, content in zip(paths, contents, strict=True):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(content)
+    (data / paths[5]).unlink()  # moved away since the features were computed
+    f = tmp_path / "f.joblib"
+    write_features_file(f, {"X": X, "y": y, "class_names": ["c0", "c1"], "paths": paths,
+                            "data_dir": str(data), "errors": [], "meta": _meta()})
+    log: list[str] = []
+    info = train_from_features(f, cv=0, log=log.append).training_info_
+    # The feature cache's key of a file: sha256 over the preprocessing version and the bytes.
+    want = sorted(hashlib.sha256(f"gapsvm-pp{PREPROCESS_VERSION}:".encode() + b"bytes:" + c)
+                  .hexdigest()[:20] for c in contents[:5])
+    assert info["train_keys"] == want
+    assert info["train_keys_preprocess_version"] == PREPROCESS_VERSION
+    assert log[-1] == (f"1 of 6 training image(s) could not be read again from {str(data)!r} "
+                       "to record their content; gapsvm report will not recognise them")

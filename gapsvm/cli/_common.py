@@ -11,15 +11,18 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gapsvm.core.output import safe_relpath, unique_names
-from gapsvm.core.scan import ScanProblem, list_images
-from gapsvm.core.sizes import parse_input_size
+if TYPE_CHECKING:
+    from gapsvm.core.scan import ScanProblem
+
+# Nothing heavier than argparse at module level: `gapsvm --help` and usage errors must not
+# wait for numpy or OpenCV (each function imports what it uses).
 
 __all__ = [
     "CLIError",
     "add_alpha",
+    "add_backbone",
     "add_cache_dir",
     "add_featurizer_flags",
     "add_model",
@@ -30,10 +33,12 @@ __all__ = [
     "chunks",
     "expand_inputs",
     "load_model_for",
+    "positive_int",
     "print_problems",
     "size_arg",
     "verbose",
     "weights_arg",
+    "whole_number",
 ]
 
 
@@ -46,10 +51,31 @@ def size_arg(text: str) -> Any:
     """``--input-size``: the grammar of :func:`gapsvm.core.sizes.parse_input_size`."""
     if text == "fit":  # argparse runs string defaults through `type` too
         return "fit"
+    from gapsvm.core.sizes import parse_input_size
+
     try:
         return parse_input_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def whole_number(text: str, minimum: int, too_small: str) -> int:
+    """A count from the command line: a whole number of at least ``minimum``.
+
+    ``too_small`` is the message for a smaller value (``{value}`` is filled in).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(too_small.format(value=value))
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count such as ``--batch-size``: a whole number, 1 or more."""
+    return whole_number(text, 1, "{value} is too small: give 1 or more")
 
 
 def weights_arg(text: str) -> Any:
@@ -60,12 +86,14 @@ def weights_arg(text: str) -> Any:
 # -- options shared by several commands ----------------------------------------------------
 def add_model(p: argparse.ArgumentParser) -> None:
     """The ``model`` argument, and ``--trusted``: a pickle-based model is the user's call."""
-    p.add_argument("model")
+    p.add_argument("model", help="a model file written by `gapsvm train` (.skops)")
     p.add_argument("--trusted", action="store_true",
                    help="allow pickle-based model files (they can run code)")
 
 
-def add_quiet(p: argparse.ArgumentParser, help_text: str = "no progress bar") -> None:
+def add_quiet(
+    p: argparse.ArgumentParser, help_text: str = "no progress bar or hints: errors only"
+) -> None:
     """``-q`` / ``--quiet``."""
     p.add_argument("-q", "--quiet", action="store_true", help=help_text)
 
@@ -78,13 +106,26 @@ def add_strict(p: argparse.ArgumentParser) -> None:
 
 def add_cache_dir(p: argparse.ArgumentParser, default: str | None = None) -> None:
     """``--cache-dir``: the feature cache (None: the model's own setting)."""
+    where = "$GAPSVM_HOME/features" if default is not None else (
+        "the model's own, normally $GAPSVM_HOME/features")
     p.add_argument("--cache-dir", default=default,
-                   help="feature cache folder (default $GAPSVM_HOME/features)")
+                   help=f"feature cache folder (default: {where})")
 
 
 def add_weights(p: argparse.ArgumentParser, default: str, help_text: str) -> None:
     """``--weights``: imagenet, a Keras weights file, or none."""
     p.add_argument("--weights", type=weights_arg, default=default, help=help_text)
+
+
+#: The backbone names of :data:`gapsvm.network.backbone.registry.BACKBONES`, in its order.
+#: Spelled here because importing the registry runs the backbone package, which loads numpy:
+#: `--help` and usage errors must not wait for it. tests/test_cli_main.py checks they agree.
+def add_backbone(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--backbone``: a registry name, so a typo is a usage error before start-up."""
+    from gapsvm.network.backbone.registry import BACKBONES  # plain Python: no numpy
+
+    p.add_argument("--backbone", choices=tuple(BACKBONES), default="vgg16", metavar="NAME",
+                   help=f"{help_text}: {', '.join(BACKBONES)} (README: Backbones)")
 
 
 def add_alpha(p: argparse.ArgumentParser) -> None:
@@ -106,20 +147,25 @@ def add_featurizer_flags(p: argparse.ArgumentParser, *, fit_defaults: bool) -> N
     """
     if fit_defaults:
         p.add_argument("--input-size", type=size_arg, default="fit",
-                       help="override the model's input size: HxW, a scale like x2, or native")
+                       help="override the model's input size: HxW (e.g. 128x64), S for SxS "
+                            "(e.g. 224), a scale xS or Sx (e.g. x2, 1.5x), or native "
+                            "(default: the model's own)")
         p.add_argument("--precision", choices=["float32", "bfloat16"], default=None,
                        help="override the model's precision (bfloat16: the fast choice on "
-                            "CPUs with AMX or AVX512-BF16)")
+                            "CPUs with AMX or AVX512-BF16; default: the model's own)")
     else:
         p.add_argument("--input-size", type=size_arg, default=(224, 224),
-                       help="HxW (e.g. 128x64), a scale like x2, or native (default 224x224)")
+                       help="HxW (e.g. 128x64), S for SxS (e.g. 224), a scale xS or Sx "
+                            "(e.g. x2, 1.5x), or native (default 224x224)")
         p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                        help="float32 (default) or bfloat16: faster on CPUs with AMX or "
                             "AVX512-BF16 (benchmarks/README.md)")
         add_weights(p, "imagenet", "imagenet (default), a Keras weights file, or none")
-        p.add_argument("--backbone", default="vgg16")
+        add_backbone(p, "the frozen Keras network")
     add_cache_dir(p, default=None if fit_defaults else "auto")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=None if fit_defaults else 16,
+                   help="images per network batch" + (" (default: the model's own, 16 "
+                   "unless set)" if fit_defaults else " (default 16)"))
     add_quiet(p)
     add_strict(p)
 
@@ -142,6 +188,8 @@ def load_model_for(args: argparse.Namespace) -> Any:
         model.set_params(precision=args.precision)
     if getattr(args, "cache_dir", None) is not None:
         model.set_params(cache_dir=args.cache_dir)
+    if getattr(args, "batch_size", None) is not None:
+        model.set_params(batch_size=args.batch_size)
     model.set_params(verbose=0)
     return model
 
@@ -153,29 +201,41 @@ def chunks(n: int, size: int) -> Iterator[slice]:
 
 
 def expand_inputs(
-    items: Sequence[str], problems: list[ScanProblem] | None = None
+    items: Sequence[str],
+    problems: list[ScanProblem] | None = None,
+    exclude: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Files and folders from the command line -> (path, unique output name).
 
-    A folder's images are named relative to it; a file by its name. Folder entries that
-    cannot be used (loops, unsupported formats) go to ``problems``.
+    Names are relative to the deepest folder holding every input
+    (:func:`~gapsvm.core.output.common_root`): one folder's images relative to it, one file by
+    its name, ``a/x.png b/x.png`` as ``a/x.png`` and ``b/x.png``. Folder entries that cannot
+    be used (loops, unsupported formats) go to ``problems``; folders in ``exclude`` (an
+    output folder inside an input folder) are not scanned.
 
     Raises
     ------
     CLIError
         A folder without images.
     """
-    found: list[tuple[str, str]] = []
+    from gapsvm.core.output import common_root, safe_relpath, unique_names
+    from gapsvm.core.scan import list_images, no_images_message
+
+    found: list[str] = []
     for item in items:
         if os.path.isdir(item):
-            paths = list_images(item, problems)
+            seen: list[ScanProblem] = []
+            paths = list_images(item, seen, exclude=exclude)
+            if problems is not None:
+                problems.extend(seen)
             if not paths:
-                raise CLIError(f"no images found in {item!r}")
-            found.extend((p, safe_relpath(p, item)) for p in paths)
+                raise CLIError(no_images_message(item, seen))
+            found.extend(paths)
         else:
-            found.append((item, os.path.basename(item)))
-    names = unique_names(rel for _, rel in found)
-    return [(path, name) for (path, _), name in zip(found, names, strict=True)]
+            found.append(item)
+    root = common_root(items)
+    names = unique_names(safe_relpath(p, root) for p in found)
+    return list(zip(found, names, strict=True))
 
 
 def print_problems(problems: Sequence[Any]) -> None:

@@ -16,19 +16,17 @@ from typing import Any
 
 from gapsvm.cli import app
 from gapsvm.cli._common import CLIError, add_cache_dir, add_quiet, add_weights
-from gapsvm.workflows.demo import (
-    PHOTO_SIZE,
-    PHOTOS,
-    TRAIN_SIZE,
-    DemoError,
-    demo_commands,
-    write_demo_data,
-    write_report_notes,
-)
 
 __all__ = [
     "run_demo",
 ]
+
+# gapsvm.workflows.demo imports numpy and OpenCV: imported when the demo runs, not for --help.
+
+#: The defaults of ``--train-size`` and ``--photo-size``: gapsvm.workflows.demo's TRAIN_SIZE
+#: and PHOTO_SIZE (tests/test_cli_main.py checks they agree), spelled here for ``--help``.
+TRAIN_SIZE = "112x112"
+PHOTO_SIZE = "native"
 
 
 def add_parser(sub: Any) -> None:
@@ -48,6 +46,8 @@ def add_parser(sub: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`gapsvm demo`: write the bundled demo data and run the user's path on it."""
+    from gapsvm.workflows.demo import DemoError
+
     try:
         run_demo(args.out, n_per_class=args.n_per_class, weights=args.weights,
                  cache_dir=args.cache_dir, train_size=args.train_size,
@@ -106,6 +106,14 @@ def run_demo(
     DemoError
         A step failed (its error message was printed by the step).
     """
+    from gapsvm.workflows.demo import (
+        PHOTOS,
+        DemoError,
+        demo_commands,
+        write_demo_data,
+        write_report_notes,
+    )
+
     t_start = time.perf_counter()
     out = Path(out)
 

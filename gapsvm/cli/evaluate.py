@@ -1,9 +1,10 @@
 """``gapsvm evaluate``: CAMs against ground-truth boxes, beside baselines.
 
-The network sees each photo at scales of its own size. ``--input-size`` takes them in the
-grammar of every other command (``x2``, ``native``, or a list ``x1,x2``); ``--scale 2`` and
-``--scales 1,2`` are its older spellings, read by the same parser
-(:func:`gapsvm.core.sizes.parse_scales`) into the same setting, ``args.scales``.
+The network sees each photo at scales of its own size, or at a fixed size such as the one the
+head was trained at. ``--input-size`` takes them in the grammar of every other command
+(``x2``, ``native``, ``224x224``, or a list ``x1,x2``); ``--scale 2`` and ``--scales 1,2``
+are the older spellings of scales, read by :func:`gapsvm.core.sizes.parse_scales` into the
+same setting, ``args.scales``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from gapsvm.cli._common import (
     load_model_for,
     verbose,
 )
-from gapsvm.core.sizes import parse_scales
 
 
 def scales_arg(text: str) -> tuple[float, ...]:
     """``--input-size`` / ``--scale`` / ``--scales`` of ``evaluate``: a scale list."""
+    from gapsvm.core.sizes import parse_scales
+
     try:
         return parse_scales(text)
     except ValueError as exc:
@@ -34,24 +36,50 @@ def scales_arg(text: str) -> tuple[float, ...]:
         ) from None
 
 
+def input_size_scales_arg(text: str) -> tuple[float | tuple[int, int], ...]:
+    """``--input-size`` of ``evaluate``: the size grammar of every command, as a list.
+
+    Each item is a scale of each photo (``native``, ``x2``) or a fixed size (``224x224``,
+    ``224``: the size a head was trained at); a list ``x1,x2`` gives a multi-scale CAM. A
+    bare number is a size here as everywhere ``--input-size`` is taken (``2`` is 2x2 pixels,
+    refused); ``--scale 2`` and ``--scales 1,2`` are the spellings where it is a scale.
+    """
+    from gapsvm.core.sizes import parse_input_size
+
+    sizes: list[float | tuple[int, int]] = []
+    for item in text.split(","):
+        try:
+            size = parse_input_size(item.strip())
+        except ValueError as exc:
+            hint = (f"; for a scale of each photo write x{item.strip()}"
+                    if item.strip().replace(".", "", 1).isdigit() else "")
+            raise argparse.ArgumentTypeError(f"{exc}{hint}") from None
+        size = 1.0 if size is None else size
+        if size not in sizes:
+            sizes.append(size)
+    return tuple(sizes)
+
+
 def _add_scale_flags(p: argparse.ArgumentParser) -> None:
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--input-size", dest="scales", type=scales_arg, metavar="SIZE",
-                     help="scales of each photo's own size: native (default), x2, or a list "
-                          "x1,x2 (multi-scale CAM: the mean of the upsampled CAMs)")
+    how.add_argument("--input-size", dest="scales", type=input_size_scales_arg, metavar="SIZE",
+                     help="network input: native (default), a scale x2, a fixed size such as "
+                          "224x224 (the size the head was trained at), or a list x1,x2 "
+                          "(multi-scale CAM: the mean of the upsampled CAMs)")
     how.add_argument("--scale", dest="scales", type=scales_arg, help="resize the photos by "
                      "this factor before the network (default 1: their own size; small "
                      "objects need 2: one map cell per 16 network pixels); --input-size xS")
     how.add_argument("--scales", dest="scales", type=scales_arg, metavar="S1,S2",
                      help="multi-scale CAM: the mean of the upsampled CAMs at these scales, "
-                          "e.g. 1,2; --input-size x1,x2")
+                          "e.g. 1,2; --input-size x1,x2 (default: one scale, 1)")
     p.set_defaults(scales=(1.0,))
 
 
 def add_parser(sub: Any) -> None:
     """Register ``evaluate`` on the subcommand action ``sub``."""
     e = sub.add_parser("evaluate", help="localisation and faithfulness of CAMs against "
-                       "ground-truth boxes, beside centre / uniform / random baselines")
+                       "ground-truth boxes (and, on labelled classes, accuracy, GT-known and top-1 "
+                       "localisation, MaxBoxAccV2), beside model-free baselines")
     add_model(e)
     e.add_argument("boxes_csv", help="CSV with filename,label,x_min,y_min,x_max,y_max, one "
                    "row per box, pixels, exclusive x_max / y_max")

@@ -9,30 +9,45 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 from gapsvm.cli._common import CLIError, add_featurizer_flags, verbose
-from gapsvm.core.output import safe_relpath
-from gapsvm.utils.atomic import atomic_write
+
+#: Where :func:`precision_hint` reads the CPU's flags (tests point it at a fake file).
+CPUINFO = "/proc/cpuinfo"
+
+
+def precision_hint(precision: str, cpuinfo: str | os.PathLike = CPUINFO) -> str | None:
+    """The one-line hint to switch to bfloat16, or None when it would not help.
+
+    Given only for ``float32`` on a CPU with native bfloat16 compute (AMX or AVX512-BF16,
+    from the flags in ``cpuinfo``); elsewhere bfloat16 is emulated and no faster.
+    """
+    from gapsvm.utils.cpu import bf16_hardware, cpu_flags
+
+    hardware = bf16_hardware(cpu_flags(cpuinfo)) if precision == "float32" else None
+    if hardware is None:
+        return None
+    return (f"hint: bfloat16 is faster on this CPU ({hardware}; see benchmarks/README.md): "
+            "--precision bfloat16")
 
 
 def add_parser(sub: Any) -> None:
     """Register ``features`` on the subcommand action ``sub``."""
     p = sub.add_parser("features", help="compute GAP features of a folder of images")
     p.add_argument("data_dir", help="folder with one sub-folder per class, or a flat folder")
-    p.add_argument("--out", default="features.joblib")
+    p.add_argument("--out", default="features.joblib", help="the features file to write")
     add_featurizer_flags(p, fit_defaults=False)
-    p.add_argument("--errors", metavar="CSV", help="write unreadable files and reasons here")
+    p.add_argument("--errors", metavar="CSV", help="write unreadable files and reasons here "
+                   "(default: listed on standard error only)")
     p.add_argument("--no-maps", action="store_true",
                    help="cache only the vectors, not the maps CAMs need")
     dist = p.add_argument_group("distributed extraction (needs gapsvm[dask]; see the README)")
     where = dist.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on this Dask scheduler (tcp://host:8786); --cache-dir must be "
-                            "on storage every worker sees")
+                            "on storage every worker sees (default: no Dask, run here)")
     where.add_argument("--workers", type=int, metavar="N",
                        help="start a local Dask cluster of N worker processes for this run "
-                            "(TensorFlow threads: cores / N each)")
+                            "(TensorFlow threads: cores / N each; default: no Dask, run here)")
     dist.add_argument("--chunk-size", type=int, default=64,
                       help="images per Dask task (default 64)")
     p.set_defaults(handler=cmd_features)
@@ -43,6 +58,8 @@ def write_errors_csv(path: str | os.PathLike, errors: list[dict[str, str]]) -> N
 
     Written even when empty, so a script can tell "no errors" from "did not run".
     """
+    from gapsvm.utils.atomic import atomic_write
+
     with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=["path", "reason"])
         w.writeheader()
@@ -83,6 +100,8 @@ def _extract(paths: list[str], args: argparse.Namespace) -> tuple[Any, dict[str,
 
 
 def _print_summary(res: Any, out: str, elapsed: float, y: Any, class_names: Any) -> None:
+    import numpy as np
+
     n_ok = int(res.ok.sum())
     rate = res.n_computed / elapsed if res.n_computed and elapsed > 0 else float("nan")
     print(
@@ -97,11 +116,15 @@ def _print_summary(res: Any, out: str, elapsed: float, y: Any, class_names: Any)
 
 def cmd_features(args: argparse.Namespace) -> int:
     """`gapsvm features`: a folder of images to one features file (cached per image)."""
+    from gapsvm.core.output import safe_relpath
     from gapsvm.core.scan import ScanProblem, load_directory
     from gapsvm.network.features_file import write_features_file
 
     problems: list[ScanProblem] = []
     paths, labels, class_names = load_directory(args.data_dir, problems)
+    hint = None if args.quiet else precision_hint(args.precision, CPUINFO)
+    if hint:  # once per run, before the long part; -q asks for errors only
+        print(f"gapsvm features: {hint}", file=sys.stderr)
     res, meta, elapsed = _extract(paths, args)
     ok = res.ok
     root = os.path.abspath(args.data_dir)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from gapsvm.cli._common import (
     CLIError,
@@ -22,21 +21,41 @@ from gapsvm.cli._common import (
     print_problems,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+
+
+#: The columns of ``predict``'s output, tab-separated or ``--csv`` (with this header row).
+COLUMNS = ("label", "score", "path")
+
+_SCORE_HELP = (
+    "Output: one line per image, label, score and path, tab-separated (--csv: the same "
+    "columns with a header row). The score is how strongly the head picks the label: for a "
+    "linear head, the decision value of the predicted class (two classes: |decision_function|, "
+    "larger is farther from the boundary; more: the largest per-class value), in the head's "
+    "own units, not a probability; for a head without decision_function (e.g. a random "
+    "forest), the predicted class's probability."
+)
+
 
 def add_parser(sub: Any) -> None:
     """Register ``predict`` and ``cam`` on the subcommand action ``sub``."""
     for name, helptext in (("predict", "label and score per image"),
                            ("cam", "write class activation map overlays as PNG")):
-        q = sub.add_parser(name, help=helptext)
+        q = sub.add_parser(name, help=helptext,
+                           epilog=_SCORE_HELP if name == "predict" else None)
         add_model(q)
         q.add_argument("images", nargs="+", help="image files and/or folders")
         add_featurizer_flags(q, fit_defaults=True)
         if name == "predict":
-            q.add_argument("--csv", action="store_true", help="CSV on standard output")
+            q.add_argument("--csv", action="store_true",
+                           help="CSV with a header row on standard output")
             q.set_defaults(handler=cmd_predict)
             continue
         add_target(q, "class to explain (default: each image's predicted class)")
-        q.add_argument("--out", required=True, help="folder for the PNG overlays")
+        q.add_argument("--out", required=True,
+                       help="folder for the PNG overlays, <input name>.cam-<class>.png "
+                            "(left out of the scan when inside an input folder)")
         add_alpha(q)
         q.add_argument("--save-npy", action="store_true",
                        help="also save the raw feature-resolution maps (.npy)")
@@ -46,6 +65,8 @@ def add_parser(sub: Any) -> None:
 # -- predict -------------------------------------------------------------------------------
 def _predict_chunk(model: Any, paths: list[str]) -> tuple[list[tuple[str, Any, float]], int]:
     """(path, label, score) of the readable images, and how many could not be read."""
+    import numpy as np
+
     res = model.extract(paths, on_error="skip")
     ok = res.ok
     pred = np.empty(len(paths), dtype=object)
@@ -55,6 +76,10 @@ def _predict_chunk(model: Any, paths: list[str]) -> tuple[list[tuple[str, Any, f
         if hasattr(model.head_, "decision_function"):
             d = np.asarray(model.head_.decision_function(res.gap[ok]))
             score[ok] = np.abs(d) if d.ndim == 1 else d.max(axis=1)
+        elif hasattr(model.head_, "predict_proba"):  # e.g. a random forest: no margin
+            proba = np.asarray(model.head_.predict_proba(res.gap[ok]))
+            column = {c: i for i, c in enumerate(model.head_.classes_.tolist())}
+            score[ok] = proba[np.arange(len(proba)), [column[c] for c in pred[ok]]]
     print_problems(res.errors)
     rows = [(p, lab, s) for p, k, lab, s in zip(paths, ok, pred, score, strict=True) if k]
     return rows, len(res.errors)
@@ -72,10 +97,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         chunk_rows, chunk_bad = _predict_chunk(model, [p for p, _ in items[sl]])
         rows += chunk_rows
         n_bad += chunk_bad
+    # One column order (COLUMNS) for both formats: a script can switch without re-indexing.
     if args.csv:
         w = csv.writer(sys.stdout)
-        w.writerow(["path", "label", "score"])
-        w.writerows((p, lab, f"{s:.6g}") for p, lab, s in rows)
+        w.writerow(COLUMNS)
+        w.writerows((lab, f"{s:.6g}", p) for p, lab, s in rows)
     else:
         for p, lab, s in rows:
             print(f"{lab}\t{s:+.4f}\t{p}")
@@ -95,52 +121,106 @@ def _cam_target(model: Any, target: str | None) -> Any:
 
 
 def _write_overlays(
-    model: Any, chunk: list[tuple[str, str]], target: Any, out: Path, args: argparse.Namespace
-) -> tuple[int, int]:
-    """The overlays (and ``--save-npy`` maps) of one chunk: (files written, images failed)."""
+    model: Any, chunk: list[tuple[str, str]], target: Any, out: Path, args: argparse.Namespace,
+    used: set[str],
+) -> tuple[int, int, int]:
+    """The overlays (and ``--save-npy`` maps) of one chunk: (overlays written, images
+    unreadable, overlays that could not be written). ``used``: output names taken so far."""
     from gapsvm.core.decode import ImageReadError, read_image
-    from gapsvm.core.output import path_inside, safe_label, write_npy, write_png
+    from gapsvm.core.output import output_name, safe_label, unique_names
     from gapsvm.core.overlay import draw_overlay
 
     info = model.explain([p for p, _ in chunk], target, on_error="skip")
     print_problems(info.errors)
-    n_bad, written = len(info.errors), 0
-    for (path, rel), cam, label in zip(chunk, info.cams, info.target_labels, strict=True):
-        if cam is None:
-            continue
+    _print_downscaled([p for p, _ in chunk], info, model.input_size)
+    done = [(path, rel, cam, label) for (path, rel), cam, label
+            in zip(chunk, info.cams, info.target_labels, strict=True) if cam is not None]
+    names = unique_names(
+        (output_name(rel, f"cam-{safe_label(label)}") for _, rel, _, label in done), used
+    )
+    n_bad, n_failed, written = len(info.errors), 0, 0
+    for (path, _, cam, _), name in zip(done, names, strict=True):
         try:
             img = read_image(path)
         except ImageReadError as exc:  # changed or removed since its maps were made
             n_bad += 1
             print_problems([exc])
             continue
-        stem = str(Path(rel).with_suffix(""))
-        dest = path_inside(out, f"{stem}.cam-{safe_label(label)}.png")
-        write_png(dest, draw_overlay(img, cam, alpha=args.alpha))
-        if args.save_npy:
+        try:
+            written += _write_one(out, name, draw_overlay(img, cam, alpha=args.alpha),
+                                  cam if args.save_npy else None)
+        except (OSError, ValueError) as exc:
+            n_failed += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"{path}: overlay not written ({out / name}): {reason}", file=sys.stderr)
+    return written, n_bad, n_failed
+
+
+def _print_downscaled(paths: list[str], info: Any, input_size: Any) -> None:
+    """One ``path: note: downscaled ...`` line per image the network saw smaller than asked
+    (over the bound on input pixels, :data:`gapsvm.core.sizes.MAX_INPUT_PIXELS`)."""
+    from gapsvm.core.sizes import downscale_note, parse_input_size
+
+    size = parse_input_size(input_size, max_pixels=None)
+    for path, image_hw, input_hw in zip(paths, info.image_hw, info.input_hw, strict=True):
+        note = image_hw and input_hw and downscale_note(image_hw, input_hw, size)
+        if note:
+            print(f"{path}: note: {note}", file=sys.stderr)
+
+
+def _write_one(out: Path, name: str, rgb: np.ndarray, cam: np.ndarray | None) -> int:
+    """Write ``out/name`` (and its ``.npy`` beside it when ``cam`` is given); 1 once the PNG is
+    written. OSError or ValueError (a name resolving outside ``out``) say why not."""
+    from gapsvm.core.output import path_inside, write_npy, write_png
+
+    dest = path_inside(out, name)
+    write_png(dest, rgb)
+    if cam is not None:
+        try:
             write_npy(dest.with_suffix(".npy"), cam)
-        written += 1
-    return written, n_bad
+        except OSError:
+            dest.unlink(missing_ok=True)  # all of an image's files, or none
+            raise
+    return 1
+
+
+def _check_out(out: Path, inputs: list[str]) -> None:
+    """``--out`` may be inside an input folder (it is then not scanned), not the folder itself:
+    this run's overlays would sit among its images and be read as images by the next."""
+    for item in inputs:
+        if os.path.isdir(item) and os.path.realpath(item) == os.path.realpath(out):
+            raise CLIError(
+                f"--out {str(out)!r} is the input folder {item!r}: the overlays would be read "
+                "as images on the next run; write them to another folder (a sub-folder of it "
+                "is fine: it is left out of the scan)"
+            )
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
     """`gapsvm cam`: one class-activation overlay PNG per image."""
     from gapsvm.utils.progress import progress_bar
 
+    out = Path(args.out)
+    _check_out(out, args.images)
     model = load_model_for(args)
     model.head_.cam_weights()  # a non-linear head fails here, before any image is read
     target = _cam_target(model, args.target)
     scan: list = []
-    items = expand_inputs(args.images, scan)
-    out = Path(args.out)
+    items = expand_inputs(args.images, scan, exclude=[str(out)])
     out.mkdir(parents=True, exist_ok=True)
     print_problems(scan)
-    n_bad, written = len(scan), 0
+    n_bad, n_failed, written, used = len(scan), 0, 0, set()
     with progress_bar(len(items), 1 if not args.quiet else 0, "cam") as bar:
-        for sl in chunks(len(items), max(args.batch_size, 32)):
-            chunk_written, chunk_bad = _write_overlays(model, items[sl], target, out, args)
+        for sl in chunks(len(items), max(model.batch_size, 32)):
+            chunk_written, chunk_bad, chunk_failed = _write_overlays(
+                model, items[sl], target, out, args, used)
             written += chunk_written
             n_bad += chunk_bad
+            n_failed += chunk_failed
             bar.update(len(items[sl]))
     print(f"{written} overlay(s) -> {out}")
-    return 1 if n_bad and (args.strict or not written) else 0
+    if n_failed:
+        print(f"{n_failed} overlay(s) could not be written (listed above)", file=sys.stderr)
+    # A file that could not be read is skipped as in `predict`; one that could not be
+    # written is this command's own failure.
+    return 1 if n_failed or (n_bad and (args.strict or not written)) else 0

@@ -13,6 +13,7 @@ from gapsvm.cli._common import (
     add_target,
     load_model_for,
     verbose,
+    whole_number,
 )
 
 
@@ -24,19 +25,28 @@ def add_parser(sub: Any) -> None:
     r.add_argument("images_dir", help="folder with one sub-folder per class, or a flat folder")
     r.add_argument("--out", required=True, help="folder for index.html")
     add_featurizer_flags(r, fit_defaults=True)
-    add_target(r, "class whose map is drawn for every image (default: each image's "
+    add_target(r, "class whose map is drawn for every image, or 'all' for a row of every "
+               "class's maps per image, each labelled with its score (default: each image's "
                "predicted class)")
     r.add_argument("--boxes", metavar="CSV", default=None, help="ground-truth boxes "
                    "(filename,label,x_min,y_min,x_max,y_max; exclusive maxima) for a "
-                   "localisation check")
+                   "localisation check (default: no check)")
     add_alpha(r)
-    r.add_argument("--max-per-class", type=int, default=200,
+    r.add_argument("--max-per-class", type=_per_class, default=200,
                    help="overlays shown per class, misclassified first (0: all)")
-    r.add_argument("--title", default=None)
-    r.add_argument("--note", action="append", help="a paragraph under the title (repeatable)")
+    r.add_argument("--title", default=None,
+                   help="the page's title (default: 'gapsvm report: ' and the folder's name)")
+    r.add_argument("--note", action="append", help="a paragraph under the title (repeatable; "
+                   "default: none)")
     r.add_argument("--notes", metavar="FILE", default=None,
-                   help="a text file of paragraphs (blank-line separated) shown under the title")
+                   help="a text file of paragraphs (blank-line separated) shown under the title "
+                        "(default: none)")
     r.set_defaults(handler=cmd_report)
+
+
+def _per_class(text: str) -> int:
+    """``--max-per-class``: a count of overlays, 0 for all."""
+    return whole_number(text, 0, "{value} overlays: give 0 (all) or a positive count")
 
 
 def _notes(args: argparse.Namespace) -> list[str]:

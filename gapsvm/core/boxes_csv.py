@@ -136,7 +136,8 @@ def read_boxes_csv(
     BoxesCSVError
         Listing every problem with its line: missing columns, empty fields, unknown or
         unreadable files, non-numeric or non-integral coordinates, empty or inverted boxes,
-        boxes outside the image, labels that are not model classes.
+        boxes outside the image, labels that are not model classes, rows repeating an
+        earlier row's box (with the earlier line).
     FileNotFoundError
         If the CSV or the images folder does not exist.
     """
@@ -148,6 +149,7 @@ def read_boxes_csv(
     problems: list[tuple[int, str]] = []
     sizes = _ImageSizes(root)
     out: dict[tuple[str, str], Annotation] = {}
+    first_line: dict[tuple[str, str, Box], int] = {}
     # utf-8-sig: spreadsheets often save a byte-order mark that would rename the first column.
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -161,8 +163,17 @@ def read_boxes_csv(
                 if str(exc):  # an empty reason: already reported on the file's first line
                     problems.append((line, str(exc)))
                 continue
+            # "./a.png" and "a.png" are one image; a repeated row would count as a second box
+            # (and halve box recall), so it is an error, not merged silently.
+            key = Path(filename).as_posix()
+            earlier = first_line.setdefault((key, label, box), line)
+            if earlier != line:
+                problems.append((line, f"duplicate of line {earlier}: the same box "
+                                       f"{box.as_tuple()} of {label!r} in {filename!r}; "
+                                       "delete the repeated row"))
+                continue
             ann = out.setdefault(
-                (filename, label), Annotation(filename, os.fspath(root / filename), hw, label)
+                (key, label), Annotation(filename, os.fspath(root / filename), hw, label)
             )
             ann.boxes.append(box)
             ann.lines.append(line)

@@ -5,6 +5,12 @@ Everything downstream sees ``uint8`` RGB arrays of shape ``(h, w, 3)``. OpenCV d
 returns BGR, which is flipped to RGB here, once. Grayscale becomes three equal channels, an
 alpha channel is dropped (as ``PIL.Image.convert("RGB")`` and ``keras.utils.load_img`` do),
 16-bit images are scaled to 8 bits, and EXIF orientation is applied, as browsers do.
+
+Pixel values keep their meaning: PGM/PPM samples are scaled by the file's own maximum value,
+and floating-point images (TIFF) are read as values in [0, 1], clipped; a NaN pixel makes the
+file an :class:`ImageReadError` (there is no right colour to give it). A JPEG whose
+compressed data libjpeg reports as corrupt is refused too, instead of being returned with
+wrong pixels.
 """
 
 from __future__ import annotations
@@ -16,17 +22,25 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from gapsvm.core._fd2 import call_capturing_fd2
+from gapsvm.core.pixels import float_to_8bit, pnm_to_8bit
+from gapsvm.core.pixels import pnm_maxval as _pnm_maxval
+
 __all__ = [
     "MAX_PIXELS",
     "ImageReadError",
+    "decode_for_input",
     "decode_image",
+    "header_size",
     "read_image",
     "resize_image",
 ]
 
 
-#: Decoding refuses larger images (about 16k x 16k): a 20000x20000 PNG would need 1.2 GB
-#: of RGB before any resizing, and an out-of-memory kill loses the whole run.
+#: Decoding refuses larger 8-bit RGB images (about 16k x 16k): a 20000x20000 PNG would need
+#: 1.2 GB of RGB before any resizing, and an out-of-memory kill loses the whole run. The budget
+#: is the bytes this many pixels take: 16-bit and 4-channel images may have proportionally
+#: fewer pixels (their header says which they are).
 MAX_PIXELS = 16384 * 16384
 
 
@@ -122,6 +136,17 @@ def _tiff_dims(data: memoryview) -> Dims:
     return (dims[257], dims[256]) if len(dims) == 2 else None
 
 
+def _jp2_dims(data: memoryview) -> Dims:
+    if bytes(data[:2]) == b"\xff\x4f":  # raw codestream: the SIZ segment follows SOC
+        w, h, x0, y0 = (int.from_bytes(data[k : k + 4], "big") for k in (8, 12, 16, 20))
+        return h - y0, w - x0
+    at = bytes(data[:4096]).find(b"ihdr")  # the JP2 header box's image header
+    if at < 0 or at + 12 > len(data):
+        return None
+    return (int.from_bytes(data[at + 4 : at + 8], "big"),
+            int.from_bytes(data[at + 8 : at + 12], "big"))  # fmt: skip
+
+
 def _pnm_dims(data: memoryview) -> Dims:
     tokens: list[bytes] = []
     for line in bytes(data[2:512]).split(b"\n"):
@@ -133,6 +158,8 @@ def _pnm_dims(data: memoryview) -> Dims:
     return None
 
 
+_JP2_MAGIC = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+
 #: (is this the format, given its first 12 bytes and the length; its size reader).
 _HEADER_READERS: tuple[tuple[Callable[[bytes, int], bool], Callable[[memoryview], Dims]], ...] = (
     (lambda sig, n: sig[:8] == b"\x89PNG\r\n\x1a\n" and n >= 24, _png_dims),
@@ -143,6 +170,7 @@ _HEADER_READERS: tuple[tuple[Callable[[bytes, int], bool], Callable[[memoryview]
     (lambda sig, n: sig[:4] in (b"II*\x00", b"MM\x00*") and n >= 8, _tiff_dims),
     (lambda sig, n: sig[:1] == b"P" and sig[1:2] in b"123456" and sig[2:3].isspace(),
      _pnm_dims),
+    (lambda sig, n: (sig == _JP2_MAGIC or sig[:4] == b"\xff\x4f\xff\x51") and n >= 24, _jp2_dims),
 )  # fmt: skip
 
 
@@ -158,6 +186,29 @@ def _image_dims_from_header(data: bytes | memoryview) -> Dims:
         if is_format(sig, len(data)):
             return read_dims(data)
     return None
+
+
+def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(height, width) as an encoded image's header states it, without decoding.
+
+    The feature cache uses it to find an image's entry before decoding it. EXIF orientation is
+    not applied, so a rotated JPEG decodes to the transposed size: callers must treat the
+    answer as a guess.
+
+    Parameters
+    ----------
+    data : bytes or memoryview
+        The encoded file content.
+
+    Returns
+    -------
+    tuple of int or None
+        None when the format or its header is not recognised.
+    """
+    try:
+        return _image_dims_from_header(data)
+    except (IndexError, ValueError):  # a header cut short: no guess, the decode will say why
+        return None
 
 
 def _jpeg_is_complete(data: bytes) -> bool:
@@ -183,6 +234,8 @@ def _undecodable_reason(head: bytes) -> str:
         return f"unsupported format ({kind}); convert it to JPEG or PNG"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "not a decodable image (corrupt or truncated WebP data)"
+    if head[:4] == b"v/1\x01":
+        return "unsupported format (OpenEXR); tone-map it to a 16-bit PNG or TIFF"
     for magic, kind in _SIGNATURES:
         if head.startswith(magic):
             if kind in ("PDF", "ZIP"):
@@ -197,7 +250,140 @@ def _undecodable_reason(head: bytes) -> str:
     return "not a decodable image (unknown or unsupported format)"
 
 
-def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
+_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+
+
+def _is_jpeg_damage(line: str) -> bool:
+    # libjpeg's warnings that mean wrong pixels; its others (an unknown JFIF revision, a bad
+    # ICC profile marker) leave the pixels intact.
+    return line.startswith(("Corrupt JPEG data", "Premature end of JPEG file")) and (
+        "ICC" not in line
+    )
+
+
+#: libjpeg's DCT scaling as OpenCV exposes it: decode a JPEG at 1/2, 1/4 or 1/8 of its size.
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+
+
+def _imdecode(buf: np.ndarray, head: bytes, name: str, reduce: int = 1) -> np.ndarray | None:
+    """``cv2.imdecode`` with libjpeg's corrupt-data warning turned into an error."""
+    if head[:2] == b"\xff\xd8":
+        flags = _REDUCED.get(reduce, _FLAGS)
+        img, damage = call_capturing_fd2(cv2.imdecode, _is_jpeg_damage, buf, flags)
+        if damage:
+            raise ImageReadError(
+                name, f"not a decodable image (corrupt JPEG data; libjpeg: {damage[0].strip()})"
+            )
+        return img
+    img = cv2.imdecode(buf, _FLAGS)
+    if img is None and head[:4] in (b"II*\x00", b"MM\x00*"):
+        # OpenCV's colour conversion refuses single-channel floating-point TIFFs.
+        img = cv2.imdecode(buf, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    return img
+
+
+def _tiff_layout(data: memoryview) -> tuple[int, int]:
+    order = "little" if bytes(data[:2]) == b"II" else "big"
+    ifd, n = int.from_bytes(data[4:8], order), len(data)
+    bits, channels = 8, 1
+    if ifd + 2 > n:
+        return 1, 3
+    count = int.from_bytes(data[ifd : ifd + 2], order)
+    for e in range(ifd + 2, min(ifd + 2 + 12 * count, n - 11), 12):
+        tag = int.from_bytes(data[e : e + 2], order)
+        if tag == 258:  # BitsPerSample: one SHORT per sample, inline up to two
+            many = int.from_bytes(data[e + 4 : e + 8], order) > 2
+            at = int.from_bytes(data[e + 8 : e + 12], order) if many else e + 8
+            bits = int.from_bytes(data[at : at + 2], order) if at + 2 <= n else 8
+        elif tag == 277:  # SamplesPerPixel
+            channels = int.from_bytes(data[e + 8 : e + 10], order)
+    return max(1, -(-bits // 8)), channels
+
+
+def _sample_layout(data: memoryview) -> tuple[int, int]:
+    """(bytes per sample, channels) of an encoded image, from its header: what decoding it
+    costs per pixel. 8-bit RGB when the header does not say otherwise."""
+    sig = bytes(data[:12])
+    if sig[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:
+        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 3)
+        return (2 if data[24] == 16 else 1), channels
+    if sig[:4] in (b"II*\x00", b"MM\x00*") and len(data) >= 8:
+        return _tiff_layout(data)
+    if sig[:1] == b"P" and sig[1:2] in b"2356":
+        found = _pnm_maxval(bytes(data[:1024]))
+        wide = found is not None and found[1] > 255
+        return (2 if wide else 1), (1 if sig[1:2] in b"25" else 3)
+    if sig == _JP2_MAGIC:
+        at = bytes(data[:4096]).find(b"ihdr")
+        if 0 <= at and at + 15 <= len(data):  # NC (2 bytes), then BPC: bits - 1
+            bits = (data[at + 14] & 0x7F) + 1
+            return (2 if bits > 8 else 1), int.from_bytes(data[at + 12 : at + 14], "big")
+    return 1, 3
+
+
+def _too_large(dims: tuple[int, int], data: memoryview) -> str | None:
+    """Why an image is refused before decoding (a decompression bomb), or None.
+
+    The budget is in bytes, that of a :data:`MAX_PIXELS` 8-bit RGB image: decoding gives at
+    least three channels (grayscale is expanded), and 16-bit samples take twice the memory,
+    so a 16-bit image may have half the pixels.
+    """
+    depth, channels = _sample_layout(data)
+    per_pixel = depth * max(3, channels)
+    limit = MAX_PIXELS * 3 // per_pixel
+    h, w = dims
+    if h * w <= limit:
+        return None
+    kind = "" if per_pixel == 3 else f" for {8 * depth}-bit, {max(3, channels)}-channel images"
+    return (
+        f"image is {w}x{h} pixels, over the {limit:,}-pixel limit{kind} (downscale it "
+        f"first; decoding it would need {h * w * per_pixel / 2**30:.1f} GiB)"
+    )
+
+
+def decode_for_input(
+    data: bytes, name: str, size_hw: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode an image that will be resized to ``size_hw``; return it and its full size.
+
+    A JPEG whose shorter side is at least twice ``size_hw``'s longer one (so either EXIF
+    orientation fits) is decoded by libjpeg at 1/2, 1/4 or 1/8 scale, the smallest that still
+    covers ``size_hw``: a fraction of the work of a full decode, whose pixels differ slightly
+    from full decoding and area resizing (``cache.PREPROCESS_VERSION`` counts that).
+
+    Parameters
+    ----------
+    data : bytes
+    name : str
+        Used in error messages.
+    size_hw : (int, int) or None
+        The size the image is resized to next; None decodes in full.
+
+    Returns
+    -------
+    image : ndarray of shape (h, w, 3), dtype uint8
+    full_hw : (int, int)
+        The image's own (height, width) after EXIF orientation, as a full decode gives.
+    """
+    dims = _image_dims_from_header(data) if size_hw and data[:2] == b"\xff\xd8" else None
+    factor = 1
+    if dims is not None:
+        factor = max((f for f in _REDUCED if min(dims) >= f * max(size_hw)), default=1)
+    img = decode_image(data, name, _reduce=factor)
+    if factor == 1:
+        return img, (img.shape[0], img.shape[1])
+    h, w = (-(-side // factor) for side in dims)  # libjpeg rounds scaled sides up
+    if img.shape[:2] == (h, w):
+        return img, dims
+    if img.shape[:2] == (w, h):  # EXIF orientation turned it
+        return img, (dims[1], dims[0])
+    img = decode_image(data, name)  # a header that disagrees with the decoder: decode in full
+    return img, (img.shape[0], img.shape[1])
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "<bytes>", *, _reduce: int = 1
+                 ) -> np.ndarray:
     """Decode encoded image bytes into a ``uint8`` RGB array of shape ``(h, w, 3)``.
 
     Parameters
@@ -225,30 +411,35 @@ def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     # The whole buffer, not just its head: a JPEG's frame header may follow 64 KB of EXIF/ICC
     # segments, and a TIFF's first directory may sit at the end of the file.
     dims = _image_dims_from_header(memoryview(buf))
-    if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
-        raise ImageReadError(
-            name,
-            f"image is {dims[1]}x{dims[0]} pixels, over the {MAX_PIXELS:,}-pixel limit "
-            "(downscale it first; decoding it would need "
-            f"{dims[0] * dims[1] * 3 / 2**30:.1f} GiB)",
-        )
+    too_large = None if dims is None else _too_large(dims, memoryview(buf))
+    if too_large:
+        raise ImageReadError(name, too_large)
     if head[:2] == b"\xff\xd8" and not _jpeg_is_complete(buf.tobytes()):
         raise ImageReadError(name, "truncated JPEG (no end-of-image marker after the last scan)")
     # IMREAD_COLOR applies EXIF orientation and expands grayscale; ANYDEPTH keeps 16-bit
     # samples so they are scaled here rather than clipped by OpenCV.
     try:
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        img = _imdecode(buf, head, name, _reduce)
     except cv2.error as exc:  # OpenCV raises for some malformed headers instead of returning None
         raise ImageReadError(name, f"not a decodable image ({exc.err or exc})") from None
     if img is None:
         raise ImageReadError(name, _undecodable_reason(head))
+    img = pnm_to_8bit(img, head)
     if img.dtype == np.uint16:
-        img = (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+        # Straight to uint8, rounded (v / 257 is never a half): no full-size float copy.
+        img = cv2.convertScaleAbs(img, alpha=1 / 257)
+    elif img.dtype.kind == "f":
+        try:
+            img = float_to_8bit(img)
+        except ValueError as exc:
+            raise ImageReadError(name, str(exc)) from None
     elif img.dtype != np.uint8:
         img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
         return img
+    if img.shape[2] == 4:  # a TIFF read without colour conversion
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -8,6 +8,7 @@ The layout is that of ``keras.utils.image_dataset_from_directory``. Files that c
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,21 +19,29 @@ __all__ = [
     "UNSUPPORTED_IMAGE_EXTENSIONS",
     "list_images",
     "load_directory",
+    "no_images_message",
 ]
 
 
 #: File endings treated as images when a folder is scanned (compared case-insensitively).
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".jp2", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
+     ".pgm", ".pbm"}
+)  # fmt: skip
 
 
 #: Image formats gapsvm does not read: a folder scan reports these files instead of
 #: skipping them silently, so photos from a phone (HEIC) do not just vanish from a dataset.
 UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
     {".heic", ".heif", ".avif", ".jxl", ".gif", ".tga", ".svg", ".psd", ".ico", ".raw", ".cr2",
-     ".nef", ".arw", ".dng"}
+     ".nef", ".arw", ".dng", ".exr"}
 )  # fmt: skip
+
+#: Why a format is not read, where there is more to say than "unsupported".
+_UNSUPPORTED_WHY = {
+    ".exr": "OpenEXR holds high-dynamic-range light values with no fixed white level, and "
+    "OpenCV ships with its EXR reader disabled; tone-map it to a 16-bit PNG or TIFF",
+}
 
 
 def _is_image_name(name: str) -> bool:
@@ -43,6 +52,8 @@ _LINKED_DIR = "symbolic link to a folder, not followed (a link loop would never 
 
 
 def _unsupported(ext: str) -> str:
+    if ext in _UNSUPPORTED_WHY:
+        return f"unsupported image format {ext} ({_UNSUPPORTED_WHY[ext]})"
     return (
         f"unsupported image format {ext} (gapsvm reads "
         f"{', '.join(sorted(IMAGE_EXTENSIONS))}); convert it to JPEG or PNG"
@@ -58,7 +69,10 @@ class ScanProblem:
 
 
 def list_images(
-    directory: str | os.PathLike, problems: list[ScanProblem] | None = None
+    directory: str | os.PathLike,
+    problems: list[ScanProblem] | None = None,
+    *,
+    exclude: Iterable[str | os.PathLike] = (),
 ) -> list[str]:
     """List image files below ``directory`` (recursively), sorted, as strings.
 
@@ -71,6 +85,9 @@ def list_images(
     directory : str or path-like
     problems : list, optional
         Receives a :class:`ScanProblem` for every path that could not be used.
+    exclude : iterable of str or path-like, optional
+        Folders not to enter, e.g. an output folder inside the input folder, whose files
+        from an earlier run are not inputs.
 
     Returns
     -------
@@ -78,13 +95,18 @@ def list_images(
     """
     out: list[str] = []
     root = os.fspath(directory)
+    skip = {os.path.realpath(d) for d in exclude}
 
     def onerror(exc: OSError) -> None:
         if problems is not None:
             problems.append(ScanProblem(exc.filename or root, exc.strerror or str(exc)))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".")
+            and not (skip and os.path.realpath(os.path.join(dirpath, d)) in skip)
+        )
         for d in dirnames:
             if problems is not None and os.path.islink(os.path.join(dirpath, d)):
                 problems.append(ScanProblem(os.path.join(dirpath, d), _LINKED_DIR))
@@ -110,7 +132,9 @@ def load_directory(
 
     The layout is that of ``keras.utils.image_dataset_from_directory``: ``directory/<class>/``
     holds the images of one class, and class names are sorted. A folder with images at its
-    top level and no class sub-folders is *flat*: no labels.
+    top level and no sub-folder holding images is *flat*: no labels. A folder with both
+    images at its top level and sub-folders holding images is refused: a stray image next to
+    the class folders would otherwise turn a labelled data set into an unlabelled one.
 
     Parameters
     ----------
@@ -133,7 +157,7 @@ def load_directory(
     FileNotFoundError
         ``directory`` does not exist or is not a folder.
     ValueError
-        No image was found.
+        No image was found, or images lie beside class folders (the message names them).
     """
     root = Path(directory)
     if not root.is_dir():
@@ -145,32 +169,58 @@ def load_directory(
     subdirs = [
         e for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
     ]
-    top_images = [e for e in entries if _is_image_name(e.name)]
+    top_images = [e.name for e in entries if _is_image_name(e.name)]
+    per_class = []  # (folder, its images, its problems)
+    for d in subdirs:
+        seen: list[ScanProblem] = []
+        per_class.append((d, list_images(d.path, seen), seen))
+    class_dirs = [d.name for d, found, _ in per_class if found]
+    if top_images and class_dirs:
+        raise ValueError(_mixed_layout_message(root, top_images, class_dirs))
     if subdirs and not top_images:
-        paths: list[str] = []
-        labels: list[str] = []
-        class_names: list[str] = []
         if problems is not None:
             problems.extend(
                 ScanProblem(e.path, _LINKED_DIR)
                 for e in entries
                 if not e.name.startswith(".") and e.is_symlink() and e.is_dir()
             )
-        for d in subdirs:
-            found = list_images(d.path, problems)
-            if not found:
-                if problems is not None:
+            for d, found, seen in per_class:
+                problems.extend(seen)
+                if not found:
                     problems.append(ScanProblem(d.path, "class folder holds no images"))
-                continue
-            class_names.append(d.name)
-            paths.extend(found)
-            labels.extend([d.name] * len(found))
-        if not paths:
+        if not class_dirs:
             raise ValueError(f"no images found in the class folders of {str(root)!r}")
-        return paths, np.asarray(labels), class_names
-    paths = list_images(root, problems)
+        paths = [p for _, found, _ in per_class for p in found]
+        labels = [d.name for d, found, _ in per_class for _ in found]
+        return paths, np.asarray(labels), class_dirs
+    found = [] if problems is None else problems
+    paths = list_images(root, found)
     if not paths:
-        raise ValueError(
-            f"no images found in {str(root)!r} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
-        )
+        raise ValueError(no_images_message(root, found))
     return paths, None, []
+
+
+def _mixed_layout_message(root: Path, loose: list[str], class_dirs: list[str]) -> str:
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    return (
+        f"{str(root)!r} holds both class folders ({some(class_dirs)}) and {len(loose)} "
+        f"image(s) beside them ({some(loose)}), so it is neither a labelled nor a flat data "
+        "set: move each loose image into its class folder (or out of the folder) for a "
+        "labelled data set, or move every image to the top level for an unlabelled one"
+    )
+
+
+def no_images_message(directory: str | os.PathLike, problems: list[ScanProblem]) -> str:
+    """"no images found in ..." for a folder scan that found nothing usable, with one line per
+    file that was found but could not be used (an unsupported format, a broken link)."""
+    msg = (
+        f"no images found in {os.fspath(directory)!r} "
+        f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+    )
+    if problems:
+        msg += f"; {len(problems)} file(s) could not be used:" + "".join(
+            f"\n  {p.path}: {p.reason}" for p in problems
+        )
+    return msg

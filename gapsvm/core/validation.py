@@ -11,46 +11,70 @@ from typing import Any
 
 import numpy as np
 
+from gapsvm.core.pixels import image_from_array
 from gapsvm.core.sizes import format_size, parse_input_size
 
 
+def _is_pil_image(x: Any) -> bool:
+    # Duck-typed, so that PIL is not imported (nor required) to recognise its images.
+    return hasattr(x, "convert") and hasattr(x, "mode") and not isinstance(x, np.ndarray)
+
+
+def _refuse_table(X: Any) -> None:
+    """A DataFrame iterates over its column names, which would read as missing files."""
+    if hasattr(X, "columns") and hasattr(X, "shape") and not isinstance(X, np.ndarray):
+        cols = [str(c) for c in list(X.columns)[:5]]
+        raise TypeError(
+            f"got a {type(X).__name__} (columns {', '.join(map(repr, cols))}); expected a "
+            "column of image paths: pass one column, e.g. X=df["
+            f"{cols[0] if cols else 'path'!r}]"
+        )
+
+
 def _as_list(X: Any) -> list[Any]:
-    """The accepted containers (one path, a sequence, an (n, h, w, 3) array, any iterable)
-    as a list of items, still unchecked."""
-    if isinstance(X, str | os.PathLike):
+    """The accepted containers (one path or image, a sequence, an (n, h, w[, c]) array, any
+    iterable) as a list of items, still unchecked."""
+    if isinstance(X, str | os.PathLike) or _is_pil_image(X):
         return [X]
+    _refuse_table(X)
     if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind not in "US":
-        if X.ndim != 4 or X.shape[-1] != 3:
-            raise ValueError(
-                "image arrays must have shape (n_images, height, width, 3) (RGB); got "
-                f"{X.shape}" + ("; for one image use X[None]" if X.ndim == 3 else "")
-            )
-        return list(X)
+        if X.ndim == 3 and X.shape[-1] in (1, 3, 4):
+            return [X]  # one (h, w, c) image
+        if X.ndim in (3, 4):
+            return list(X)  # a batch: (n, h, w) grayscale or (n, h, w, c)
+        raise ValueError(
+            f"image arrays must have shape (n_images, height, width[, channels]) or (height, "
+            f"width, channels); got {X.shape}"
+            + ("; for one grayscale image pass [X]" if X.ndim == 2 else "")
+        )
     if isinstance(X, np.ndarray) or (not isinstance(X, Sequence) and hasattr(X, "__iter__")):
         return list(X)  # arrays of paths, pandas Series, generators
     if not isinstance(X, Sequence):
         raise TypeError(
-            f"expected image paths or uint8 RGB arrays, got {type(X).__name__}"
+            f"expected image paths or images (arrays, PIL images), got {type(X).__name__}"
         )
     return list(X)
 
 
 def _check_one(i: int, s: Any) -> tuple[Any, str]:
-    """One item as (source, name): a path as its text, an array checked to be uint8 RGB."""
+    """One item as (source, name): a path as its text, an image as a uint8 RGB array (an
+    RGB uint8 array as given, not copied)."""
     if isinstance(s, str | os.PathLike):
         return os.fspath(s), os.fspath(s)
+    if _is_pil_image(s):
+        # Modes with more than 8 bits per sample are converted as files are, not clipped
+        # the way PIL's own convert("RGB") does.
+        deep = s.mode in ("F", "I") or s.mode.startswith("I;16")
+        return image_from_array(np.asarray(s if deep else s.convert("RGB")), f"image {i}"), (
+            f"<image {i}>"
+        )
     if not isinstance(s, np.ndarray):
         raise TypeError(
-            f"image {i} is a {type(s).__name__}; expected a path or a uint8 RGB array"
+            f"image {i} is a {type(s).__name__}; expected a path, an image array or a PIL image"
         )
-    if s.dtype != np.uint8:
-        raise ValueError(
-            f"image {i} has dtype {s.dtype}; pass uint8 RGB (0..255): float images are "
-            "ambiguous (0..1 or 0..255)"
-        )
-    if s.ndim != 3 or s.shape[-1] != 3:
-        raise ValueError(f"image {i} has shape {s.shape}; expected (height, width, 3)")
-    return s, f"<array {i}>"
+    if s.size == 0:
+        raise ValueError(f"image {i} has shape {s.shape}: an image needs at least one pixel")
+    return image_from_array(s, f"image {i}"), f"<array {i}>"
 
 
 def check_images(X: Any) -> tuple[list[Any], list[str]]:
@@ -58,16 +82,19 @@ def check_images(X: Any) -> tuple[list[Any], list[str]]:
 
     Parameters
     ----------
-    X : path, sequence of paths and/or arrays, or ndarray
-        One path; a sequence of paths and/or ``uint8`` arrays of shape (h, w, 3); a
-        ``uint8`` array of shape (n, h, w, 3).
+    X : path, image, sequence of paths and/or images, or ndarray
+        One path or image; a sequence of paths and/or images; an array of shape
+        (n, h, w, c) or (n, h, w). An image is an array of shape (h, w, 3) RGB, (h, w, 4)
+        RGBA or (h, w) grayscale, or a PIL image (any mode); its values are read as
+        :func:`gapsvm.core.pixels.image_from_array` says (floats: [0, 1] when their maximum
+        is at most 1, else 0..255 as ``keras.utils.img_to_array`` gives).
 
     Returns
     -------
     sources : list of str or ndarray
-        Paths as text, arrays as given.
+        Paths as text, images as ``uint8`` RGB arrays (``uint8`` RGB arrays as given).
     names : list of str
-        The path, or ``"<array i>"``, for messages.
+        The path, or ``"<array i>"`` / ``"<image i>"``, for messages.
 
     Raises
     ------
@@ -76,7 +103,9 @@ def check_images(X: Any) -> tuple[list[Any], list[str]]:
     """
     items = _as_list(X)
     if len(items) == 0:
-        raise ValueError("no images given (an empty list)")
+        raise ValueError("no images given (an empty "
+                         + (f"array of shape {X.shape})" if isinstance(X, np.ndarray) else
+                            f"{type(X).__name__})"))
     checked = [_check_one(i, s) for i, s in enumerate(items)]
     return [src for src, _ in checked], [name for _, name in checked]
 

@@ -14,7 +14,7 @@ from gapsvm.core import validation as val
 from gapsvm.core.cam import class_activation_map, normalize_cam, upsample_cam
 from gapsvm.core.head import GapHead, classifier_or_default, materialize_default_classifier
 from gapsvm.estimator.explanation import Explanation
-from gapsvm.estimator.targets import resolve_targets
+from gapsvm.estimator.targets import is_all, resolve_targets
 from gapsvm.network.extraction import ExtractionResult
 from gapsvm.network.featurizer import FEATURIZER_PARAMS, GapFeaturizer, stack_if_same
 
@@ -64,8 +64,11 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         ``"auto"`` is ``$GAPSVM_HOME/features``; None disables the cache.
     cache_maps : bool, default=True
         Cache the feature maps too, so CAMs after a head swap need no network pass.
-    verbose : int, default=0
-        0 silent, 1 progress bar on terminals, 2 always.
+    verbose : int, default=1
+        0 silent; 1 a progress bar on terminals during ``fit``, ``predict``, ``cam``..., as
+        ``gapsvm features`` shows, once a pass lasts longer than
+        :data:`gapsvm.utils.progress.TERMINAL_DELAY` (passes served from the cache print
+        nothing); 2 a bar always.
 
     Attributes
     ----------
@@ -78,8 +81,10 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         (name and content hash), precision, input size, preprocessing and gapsvm versions.
     training_info_ : dict
         Set only by :func:`gapsvm.workflows.training.train_from_features` (``gapsvm
-        train``): ``n_images``, ``features_file``, ``classifier`` (its repr) and, when
-        cross-validation ran,
+        train``): ``n_images``, ``features_file``, ``classifier`` (its repr),
+        ``train_keys`` (the training images' content keys, by which ``gapsvm report``
+        tells training images from new ones) with ``train_keys_preprocess_version`` and,
+        when cross-validation ran,
         ``cv_folds``, ``cv_accuracy_mean``, ``cv_accuracy_std`` and ``cv_scores``.
 
     See Also
@@ -106,7 +111,7 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int = 16,
         cache_dir: str | os.PathLike | None = "auto",
         cache_maps: bool = True,
-        verbose: int = 0,
+        verbose: int = 1,
     ) -> None:
         self.classifier = classifier
         self.backbone = backbone
@@ -280,9 +285,9 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : images
-        target : None, label or sequence of labels
+        target : None, label, sequence of labels or "all"
             None: each image's predicted class; a label: that class for all; a sequence of
-            length n: one class per image.
+            length n: one class per image; ``"all"``: every class's map of each image.
         input_size : default="fit"
             Network input size for this call (e.g. None for each image's own size).
         on_error : {"raise", "skip"}
@@ -296,15 +301,17 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         Notes
         -----
         Each image's feature maps are reduced to its CAMs as they arrive (every class's when
-        ``target`` is None, since the prediction is known only afterwards), so memory grows
-        with ``n_classes x h' x w'`` per image, not with the 512-channel maps.
+        ``target`` is None, since the prediction is known only afterwards, or "all"), so
+        memory grows with ``n_classes x h' x w'`` per image, not with the 512-channel maps;
+        the network runs once per image whatever the target.
 
         Raises
         ------
         NotLinearError
             The head is not linear in the GAP features.
         ValueError
-            An unknown target class (the message lists the classes) or a wrong-length list.
+            An unknown target class (the message lists the classes), a wrong-length list, or
+            ``"all"`` for a model with a class named "all".
         """
         check_is_fitted(self)
         W, b = self.head_.cam_weights()
@@ -313,9 +320,11 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         if target is not None:  # an unknown class is reported before any image is computed
             known = resolve_targets(target, self.classes_, None, len(X))
 
+        every = known is None or known.ndim == 2  # "all", or the prediction is not yet known
+
         def reduce(i: int, m: np.ndarray) -> Any:
             # The same per-class products as below would compute, done while `m` is at hand.
-            if known is not None:
+            if not every:
                 return class_activation_map(m, W[known[i]])
             return [class_activation_map(m, w) for w in W]
 
@@ -332,6 +341,9 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             tgt = np.full(len(ok), -1)
             tgt[ok] = resolve_targets(None, self.classes_, predicted[ok], int(ok.sum()))
             cams = [None if c is None else c[t] for c, t in zip(res.maps, tgt, strict=True)]
+        elif every:
+            tgt = np.where(ok[:, None], known, -1)
+            cams = [None if c is None else np.stack(c) for c in res.maps]
         else:
             tgt, cams = np.where(ok, known, -1), res.maps
         return Explanation(
@@ -357,15 +369,17 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
-        target : None, label or sequence of labels, default=None
+        target : None, label, sequence of labels or "all", default=None
             None: each image's predicted class; a label: that class for every image; a
-            sequence of length n: one class per image.
+            sequence of length n: one class per image; ``"all"``: every class, in
+            ``classes_`` order, from one forward pass per image.
         size : {"image", "features"}, default="image"
             ``"features"``: the raw map at feature resolution; ``"image"``: bilinearly
             upsampled to each image's own size.
         normalize : bool or str, default=True
             Scale each map into [0, 1]: True is ``"minmax"``, a name picks another of
-            :data:`gapsvm.core.cam.NORMALIZATIONS`, False returns the raw map.
+            :data:`gapsvm.core.cam.NORMALIZATIONS`, False returns the raw map. With
+            ``target="all"`` each class's map is scaled on its own, as a call per class would.
         input_size : default="fit"
             Network input size for this call, whatever the model was fitted with: (h, w), a
             scale factor, or None for each image's own size.
@@ -373,16 +387,19 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n, H, W), float32, or list of ndarray
-            An array when all maps have the same size, else a list.
+            An array when all maps have the same size, else a list. With ``target="all"``
+            each image's maps are one array of shape (n_classes, H, W), equal to the calls
+            per class stacked, and the result is (n, n_classes, H, W) when all the images
+            have the same size, else a list of them.
 
         Notes
         -----
         Feature maps are reduced to CAMs as they arrive (see :meth:`explain`), but the
-        result holds one float32 map per image at ``size``: with ``size="image"`` that is
-        4 bytes per pixel of every input image. For thousands of photographs, call this on
-        chunks of images (``gapsvm cam`` works in chunks of a few dozen) or ask for
-        ``size="features"``. The network runs once per image whatever the chunking: the
-        cache keeps the maps.
+        result holds one float32 map per image (``n_classes`` with "all") at ``size``: with
+        ``size="image"`` that is 4 bytes per pixel of every input image and map. For
+        thousands of photographs, call this on chunks of images (``gapsvm cam`` works in
+        chunks of a few dozen) or ask for ``size="features"``. The network runs once per
+        image whatever the chunking: the cache keeps the maps.
 
         Raises
         ------
@@ -394,14 +411,19 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         if size not in ("image", "features"):
             raise ValueError(f"size must be 'image' or 'features', got {size!r}")
         info = self.explain(X, target, input_size=input_size)
-        out = []
-        for m, hw in zip(info.cams, info.image_hw, strict=True):
+
+        def finish(m: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
             if size == "image":
                 m = upsample_cam(m, hw)
             if normalize is not False:
                 m = normalize_cam(m, "minmax" if normalize is True else normalize)
-            out.append(m)
-        return stack_if_same(out)
+            return m
+
+        if info.all_classes:
+            return stack_if_same([np.stack([finish(c, hw) for c in m])
+                                  for m, hw in zip(info.cams, info.image_hw, strict=True)])
+        return stack_if_same([finish(m, hw) for m, hw in zip(info.cams, info.image_hw,
+                                                              strict=True)])
 
     def boxes(
         self,
@@ -439,10 +461,14 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         NotLinearError
             The head is not linear in the GAP features.
         ValueError
-            Unknown target class, ``threshold`` outside [0, 1] or an unknown ``mode``.
+            Unknown target class, ``"all"`` (one class per image here), ``threshold``
+            outside [0, 1] or an unknown ``mode``.
         """
         from gapsvm.core.boxes import cam_to_boxes
 
+        if is_all(target):
+            raise ValueError("boxes() draws one class per image: give a label, a list of "
+                             "labels or None, not 'all' (that is for cam() and explain())")
         # Checked before the network runs, not after.
         cam_to_boxes(np.ones((1, 1)), threshold, mode)
         info = self.explain(X, target, input_size=input_size)

@@ -23,11 +23,14 @@ class Explanation:
     cams : list of ndarray or None
         One float32 map of shape (h', w') per image at feature resolution, without the
         intercept (its mean plus ``intercepts[target[i]]`` is the class score); None for an
-        image that could not be read.
+        image that could not be read. With ``target="all"`` (:attr:`all_classes`), one
+        array of shape (n_classes, h', w') per image: every class's map, in ``classes``
+        order.
     classes : ndarray of shape (n_classes,)
         The model's ``classes_``.
-    target : ndarray of shape (n,), int
-        Index into ``classes`` of the class each map explains (-1 for unreadable images).
+    target : ndarray of shape (n,) or (n, n_classes), int
+        Index into ``classes`` of the class each map explains (-1 for unreadable images);
+        with ``target="all"`` one row per image, ``0 ... n_classes - 1``.
     predicted : ndarray of shape (n,)
         Predicted label of each image (undefined for unreadable images).
     scores : ndarray of shape (n, n_classes)
@@ -73,10 +76,21 @@ class Explanation:
         return np.array([c is not None for c in self.cams], dtype=bool)
 
     @property
-    def target_labels(self) -> list[object]:
-        """The label each map explains (None for unreadable images)."""
+    def all_classes(self) -> bool:
+        """Whether each image has every class's map (``target="all"``), not one map."""
+        return np.ndim(self.target) == 2
+
+    @property
+    def target_labels(self) -> list[Any]:
+        """The label each map explains (None for unreadable images); with
+        :attr:`all_classes`, each image's list of labels."""
+        if self.all_classes:
+            return [None if row[0] < 0 else list(self.classes[row]) for row in self.target]
         return [None if t < 0 else self.classes[t] for t in self.target]
 
-    def score(self, i: int) -> float:
-        """Image ``i``'s score for the class its map explains (``mean(cam) + intercept``)."""
+    def score(self, i: int) -> float | np.ndarray:
+        """Image ``i``'s score for the class its map explains (``mean(cam) + intercept``);
+        with :attr:`all_classes`, the scores of every class, shape (n_classes,)."""
+        if self.all_classes:
+            return np.asarray(self.scores[i, self.target[i]], dtype=np.float64)
         return float(self.scores[i, self.target[i]])

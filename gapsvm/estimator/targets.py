@@ -1,7 +1,8 @@
 """Which class a CAM explains: one resolution of ``target`` for every command and method.
 
 A target is a class label as the model has it, or its text (the command line and CSV files
-give text, while a model's classes may be numbers): ``"3"`` finds the class ``3``.
+give text, while a model's classes may be numbers): ``"3"`` finds the class ``3``. Where a
+caller allows it, :data:`ALL` (the text ``"all"``) asks for every class's map of each image.
 """
 
 from __future__ import annotations
@@ -10,7 +11,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["class_index", "resolve_target", "resolve_targets"]
+__all__ = ["ALL", "class_index", "is_all", "resolve_target", "resolve_targets"]
+
+#: The target that asks for the maps of every class, in ``classes_`` order.
+ALL = "all"
+
+
+def is_all(target: Any) -> bool:
+    """Whether ``target`` is :data:`ALL` (a plain string; arrays and labels of other types
+    are never it)."""
+    return isinstance(target, str) and target == ALL
+
+
+def _check_all(classes: np.ndarray) -> None:
+    # A model with a class called "all" would read target="all" two ways; refuse to guess.
+    if ALL in [str(c) for c in np.asarray(classes).tolist()]:
+        raise ValueError(
+            f"target {ALL!r} is ambiguous: this model has a class named {ALL!r}; to draw "
+            "that class, give it once per image (a list of labels)"
+        )
 
 
 def class_index(classes: np.ndarray, label: Any) -> int:
@@ -42,20 +61,29 @@ def class_index(classes: np.ndarray, label: Any) -> int:
     raise ValueError(f"unknown target class {label!r}; the model's classes are {names}")
 
 
-def resolve_target(classes: np.ndarray, target: Any) -> Any:
-    """The class label ``target`` names (None stays None: each image's prediction)."""
-    return None if target is None else np.asarray(classes)[class_index(classes, target)]
+def resolve_target(classes: np.ndarray, target: Any, *, allow_all: bool = False) -> Any:
+    """The class label ``target`` names (None stays None: each image's prediction).
+
+    With ``allow_all``, :data:`ALL` stays :data:`ALL` (every class); otherwise ``"all"`` is a
+    label like any other, refused as unknown unless the model has that class.
+    """
+    if target is None:
+        return None
+    if allow_all and is_all(target):
+        _check_all(classes)
+        return ALL
+    return np.asarray(classes)[class_index(classes, target)]
 
 
 def resolve_targets(
     target: Any, classes: np.ndarray, predicted: np.ndarray | None, n: int
 ) -> np.ndarray:
     """Class indices for CAMs: None -> predicted, one label -> that class for every image,
-    a sequence of n labels -> one per image.
+    a sequence of n labels -> one per image, :data:`ALL` -> every class for every image.
 
     Parameters
     ----------
-    target : None, label or sequence of labels
+    target : None, label, sequence of labels or "all"
     classes : ndarray of shape (n_classes,)
     predicted : ndarray of shape (n,) or None
         Predicted labels, used when ``target`` is None.
@@ -64,13 +92,18 @@ def resolve_targets(
 
     Returns
     -------
-    ndarray of shape (n,), int
+    ndarray of shape (n,), int, or (n, n_classes) for :data:`ALL`
+        Row ``i`` of the latter is ``0, 1, ..., n_classes - 1``.
 
     Raises
     ------
     ValueError
-        A label that is not in ``classes`` (the message lists them), or a wrong length.
+        A label that is not in ``classes`` (the message lists them), a wrong length, or
+        ``"all"`` for a model that has a class of that name.
     """
+    if is_all(target):
+        _check_all(classes)
+        return np.tile(np.arange(len(classes)), (n, 1))
     if target is None:
         return np.array([class_index(classes, p) for p in predicted], dtype=int)
     if isinstance(target, str | bytes) or np.ndim(target) == 0:

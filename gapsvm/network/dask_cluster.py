@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from gapsvm.utils.checks import check_int
+from gapsvm.utils.extras import install_hint
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -29,7 +30,8 @@ __all__ = [
 ]
 
 
-_INSTALL_HINT = "distributed extraction needs Dask: pip install 'gapsvm[dask]'"
+def _install_hint() -> str:
+    return f"distributed extraction needs Dask (gapsvm's dask extra): {install_hint('dask')}"
 
 
 def import_dask() -> ModuleType:
@@ -43,7 +45,7 @@ def import_dask() -> ModuleType:
     try:
         import distributed
     except ImportError as exc:
-        raise ImportError(f"{_INSTALL_HINT} ({exc})") from None
+        raise ImportError(f"{_install_hint()} ({exc})") from None
     return distributed
 
 

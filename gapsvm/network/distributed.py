@@ -50,9 +50,8 @@ import numpy as np
 
 from gapsvm._version import __version__
 from gapsvm.core import validation as val
-from gapsvm.core.cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
+from gapsvm.core.cache import PREPROCESS_VERSION, resolve_cache_dir
 from gapsvm.core.decode import ImageReadError
-from gapsvm.core.sizes import format_size
 from gapsvm.network.backbone.build import Backbone, built_backbones, get_backbone
 from gapsvm.network.dask_cluster import (
     busy_threads,
@@ -74,6 +73,7 @@ from gapsvm.network.featurizer import (
     check_featurizer_params,
     features_metadata,
 )
+from gapsvm.network.prepare import open_cache
 from gapsvm.utils.checks import check_choice, check_int
 from gapsvm.utils.progress import progress_bar
 
@@ -177,10 +177,7 @@ def _run_chunk(
     t0 = time.perf_counter()
     bb = _worker_backbone(p)
     size = p["input_size"]
-    cache = (
-        None if p["cache_root"] is None
-        else FeatureCache(p["cache_root"], bb.key, format_size(size))
-    )
+    cache = open_cache(p["cache_root"], bb)
     results = iter_features(
         sources, bb, input_size=size, cache=cache, batch_size=p["batch_size"],
         want_maps=False, cache_maps=p["cache_maps"], names=names,

@@ -3,13 +3,14 @@
 :func:`iter_features` reads and hashes images in a background thread (``prefetch`` chunks
 ahead of the network), serves what the cache already holds, groups the rest by network input
 size into batches, runs the compiled backbone on them in the calling thread and writes every
-result to the cache as soon as it exists. Work is streamed: memory holds a bounded number of
-decoded images, and a run killed at any moment loses at most the batch in flight.
-:func:`extract` collects the results in input order.
+result to the cache as soon as it exists. Only a cache miss calls the backbone, whose
+network is built on that first call (:class:`~gapsvm.network.backbone.build.Backbone`), so a
+run the cache serves entirely never loads TensorFlow. Work is streamed: memory holds a
+bounded number of decoded images, and a run killed at any moment loses at most the batch in
+flight. :func:`extract` collects the results in input order.
 
-Reading a chunk (:func:`prepare_images`) turns each image into one of three items: a
-:class:`CacheHit`, a :class:`PendingImage` waiting for the network, or a
-:class:`ReadFailure`.
+Reading a chunk is :func:`gapsvm.network.prepare.prepare_images`: each image becomes a
+cache hit, an image waiting for the network, or a read failure.
 """
 
 from __future__ import annotations
@@ -26,25 +27,28 @@ from typing import Any
 import numpy as np
 
 from gapsvm.core import validation as val
-from gapsvm.core.cache import CacheEntry, FeatureCache, content_key
-from gapsvm.core.decode import ImageReadError, decode_image, read_bytes, resize_image
-from gapsvm.core.sizes import target_size
+from gapsvm.core.cache import FeatureCache
+from gapsvm.core.decode import ImageReadError
+from gapsvm.core.sizes import MAX_INPUT_PIXELS
 from gapsvm.network.backbone.build import Backbone
+from gapsvm.network.prepare import (
+    CacheHit,
+    PendingImage,
+    PreparedImage,
+    ReadFailure,
+    prepare_images,
+)
 from gapsvm.utils.checks import check_choice, check_int
 from gapsvm.utils.progress import progress_bar
 
 __all__ = [
     "DEFAULT_PREFETCH",
     "ON_ERROR",
-    "CacheHit",
     "ExtractionResult",
     "ImageResult",
-    "PendingImage",
-    "ReadFailure",
     "collect",
     "extract",
     "iter_features",
-    "prepare_images",
     "raise_read_errors",
 ]
 
@@ -98,99 +102,6 @@ class ExtractionResult:
     def ok(self) -> np.ndarray:
         """Boolean mask of the images that were read and computed."""
         return np.array([hw is not None for hw in self.image_hw], dtype=bool)
-
-
-@dataclass(frozen=True)
-class CacheHit:
-    """An image whose features the cache already holds."""
-
-    index: int
-    entry: CacheEntry
-
-
-@dataclass(frozen=True)
-class PendingImage:
-    """An image read, hashed and resized, waiting for the network.
-
-    Attributes
-    ----------
-    index : int
-        Its position in the input.
-    key : str
-        Its cache key (:func:`gapsvm.core.cache.content_key`).
-    pixels : ndarray of shape (input_hw[0], input_hw[1], 3), uint8
-        What the network will see.
-    image_hw, input_hw : tuple of int
-        The image's own size and the size the network sees.
-    """
-
-    index: int
-    key: str
-    pixels: np.ndarray
-    image_hw: tuple[int, int]
-    input_hw: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class ReadFailure:
-    """An image that could not be read or decoded."""
-
-    index: int
-    error: ImageReadError
-
-
-PreparedImage = CacheHit | PendingImage | ReadFailure
-
-
-def prepare_images(
-    sources: Sequence[Any],
-    names: Sequence[str],
-    indices: Iterable[int],
-    *,
-    cache: FeatureCache | None,
-    need_maps: bool,
-    input_size: Any,
-    min_side: int,
-) -> list[PreparedImage]:
-    """Read, hash, look up and (on a miss) decode and resize the images at ``indices``.
-
-    Parameters
-    ----------
-    sources : sequence of path or ndarray
-    names : sequence of str
-        Names for error messages, parallel to ``sources``.
-    indices : iterable of int
-        Which sources to prepare, in this order.
-    cache : FeatureCache or None
-    need_maps : bool
-        A cache entry without maps is a miss.
-    input_size : tuple of int, float or None
-        As returned by :func:`gapsvm.core.sizes.parse_input_size`.
-    min_side : int
-        The backbone's smallest input side (:attr:`BackboneSpec.min_side`).
-
-    Returns
-    -------
-    list of CacheHit, PendingImage or ReadFailure
-        One per index, in order.
-    """
-    out: list[PreparedImage] = []
-    for i in indices:
-        src = sources[i]
-        try:
-            data = src if isinstance(src, np.ndarray) else read_bytes(src)
-            key = content_key(data)
-            entry = cache.get(key, need_maps) if cache is not None else None
-            if entry is not None:
-                out.append(CacheHit(i, entry))
-                continue
-            img = data if isinstance(data, np.ndarray) else decode_image(data, names[i])
-            hw = img.shape[:2]
-            thw = target_size(hw, input_size, min_side=min_side)
-            out.append(PendingImage(i, key, resize_image(img, thw), hw, thw))
-        except ImageReadError as exc:
-            out.append(ReadFailure(i, exc))
-    return out
 
 
 def _read_ahead(
@@ -248,7 +159,10 @@ class _Batches:
         """Queue ``item``; run its size's batch once full."""
         bucket = self.by_size.setdefault(item.input_hw, [])
         bucket.append(item)
-        if len(bucket) >= self.batch_size:
+        # A pass's memory grows with its pixels: a batch stays within the bound on one
+        # image's input (sizes.MAX_INPUT_PIXELS), so large photos run one at a time.
+        pixels = (len(bucket) + 1) * item.input_hw[0] * item.input_hw[1]
+        if len(bucket) >= self.batch_size or pixels > MAX_INPUT_PIXELS:
             yield from self._run(self.by_size.pop(item.input_hw))
 
     def trim(self) -> Iterator[ImageResult]:

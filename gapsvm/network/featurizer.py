@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
 from gapsvm._version import __version__
 from gapsvm.core.cache import PREPROCESS_VERSION, FeatureCache, resolve_cache_dir
@@ -24,6 +23,7 @@ from gapsvm.core.validation import check_input_size
 from gapsvm.network.backbone.build import Backbone, get_backbone
 from gapsvm.network.backbone.registry import PRECISIONS, get_spec
 from gapsvm.network.extraction import ON_ERROR, ExtractionResult, extract
+from gapsvm.network.prepare import open_cache
 from gapsvm.utils.checks import check_choice, check_int
 
 __all__ = [
@@ -73,8 +73,14 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
 
     Each image is decoded, resized to ``input_size``, passed through the backbone cut at its
     feature layer (VGG16: ``block5_conv3``, stride 16) and averaged over space. Results are
-    cached on disk by image content, backbone, weights, precision and input size, so an
-    unchanged image is never computed twice.
+    cached on disk by image content, backbone, weights, precision and the size of the input
+    the network sees, so an unchanged image is never computed twice for the same input.
+
+    The backbone is frozen and pretrained, so there is nothing to learn: ``transform`` works
+    without ``fit``, as scikit-learn's ``Normalizer`` does. ``fit`` records the weights'
+    identity, and a fitted featurizer refuses to transform with other weights. The network
+    itself is built on the first image the cache does not hold: images the cache serves
+    need neither the network nor TensorFlow.
 
     Parameters
     ----------
@@ -101,7 +107,7 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     weights_id_ : dict
-        ``{"name": ..., "sha256": ...}`` of the weights seen at fit.
+        ``{"name": ..., "sha256": ...}`` of the weights seen at fit (set by ``fit`` only).
     n_features_out_ : int
         Channels of the feature layer (512 for VGG16).
     feature_layer_ : str
@@ -138,12 +144,15 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
     def _backbone(self) -> Backbone:
         return get_backbone(self.backbone, self.weights, self.precision)
 
-    def _cache(self, bb: Backbone, input_size: Any) -> FeatureCache | None:
-        root = resolve_cache_dir(self.cache_dir)
-        return None if root is None else FeatureCache(root, bb.key, format_size(input_size))
+    def _cache(self, bb: Backbone) -> FeatureCache | None:
+        return open_cache(resolve_cache_dir(self.cache_dir), bb)
 
     def fit(self, X: Any = None, y: Any = None) -> GapFeaturizer:
-        """Build (or reuse) the backbone and record its weights' identity.
+        """Identify the backbone's weights and record their identity.
+
+        The network is not built when the weights' identity is on record
+        (:func:`~gapsvm.network.backbone.weights.recorded_identity`); it is built when
+        ``transform`` first meets an image the cache does not hold.
 
         Parameters
         ----------
@@ -162,12 +171,14 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         return self
 
     def _checked_backbone(self) -> Backbone:
-        check_is_fitted(self)
+        # Nothing is learnt, so transform works unfitted; once fitted, the weights must still
+        # be the ones fit saw (a file replaced in between would change every feature).
         check_featurizer_params(self)
         bb = self._backbone()
-        if bb.identity.sha256 != self.weights_id_["sha256"]:
+        fitted = getattr(self, "weights_id_", None)
+        if fitted is not None and bb.identity.sha256 != fitted["sha256"]:
             raise ValueError(
-                f"weights changed since fit: fitted with {self.weights_id_}, now "
+                f"weights changed since fit: fitted with {fitted}, now "
                 f"{bb.identity.as_dict()}; fit again"
             )
         return bb
@@ -207,7 +218,7 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         bb = self._checked_backbone()
         size = check_input_size(self.input_size if input_size == "fit" else input_size)
         return extract(
-            X, backbone=bb, input_size=size, cache=self._cache(bb, size),
+            X, backbone=bb, input_size=size, cache=self._cache(bb),
             batch_size=self.batch_size, want_maps=maps, cache_maps=self.cache_maps,
             verbose=self.verbose, on_error=on_error, map_fn=map_fn,
         )
@@ -244,9 +255,9 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         return stack_if_same(res.maps)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Names ``gap0`` ... ``gap{n-1}`` of the output columns."""
-        check_is_fitted(self)
-        return np.asarray([f"gap{i}" for i in range(self.n_features_out_)], dtype=object)
+        """Names ``gap0`` ... ``gap{n-1}`` of the output columns (fitted or not)."""
+        n = getattr(self, "n_features_out_", None) or get_spec(self.backbone).channels
+        return np.asarray([f"gap{i}" for i in range(n)], dtype=object)
 
     def metadata(self, input_size: Any = "fit") -> dict[str, Any]:
         """What produced these features: backbone, layer, weights identity, precision, input
@@ -259,7 +270,9 @@ class GapFeaturizer(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
-        tags.requires_fit = True
+        # A frozen, pretrained backbone: like Normalizer or FunctionTransformer, transform
+        # needs no fit (fit only records the weights' identity, then checked at transform).
+        tags.requires_fit = False
         return tags
 
 

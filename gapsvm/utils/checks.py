@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "check_choice",
+    "check_folds",
     "check_int",
 ]
 
@@ -50,3 +51,18 @@ def check_choice(value: Any, name: str, choices: Collection[Any]) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_folds(cv: Any) -> int:
+    """The number of cross-validation folds, checked: 0 skips cross-validation.
+
+    Raises
+    ------
+    ValueError
+        Not a whole number, negative, or 1 (one fold leaves nothing to train on).
+    """
+    if isinstance(cv, bool) or not isinstance(cv, numbers.Integral):
+        raise ValueError(f"folds must be a whole number, got {cv!r}")
+    if cv < 0 or cv == 1:
+        raise ValueError(f"{cv} folds: give 0 to skip cross-validation, or 2 or more")
+    return int(cv)

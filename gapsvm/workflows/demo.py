@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gapsvm.core.output import write_png
+from gapsvm.utils.extras import install_hint
 
 __all__ = [
     "FACE_BOXES",
@@ -154,8 +155,9 @@ def _skimage_data():
         import skimage.data
     except ImportError:
         raise DemoError(
-            "the demo's images ship with scikit-image, which is not installed: "
-            "pip install 'gapsvm[demo]' (or pip install scikit-image)"
+            "the demo's images ship with scikit-image (gapsvm's demo extra), which is not "
+            "installed: "
+            f"{install_hint('demo')}"
         ) from None
     return skimage.data
 

@@ -20,10 +20,12 @@ import numpy as np
 from gapsvm.core.head import GapHead
 from gapsvm.core.sizes import parse_input_size
 from gapsvm.estimator.classifier import GapClassifier
-from gapsvm.network.features_file import read_features_file
+from gapsvm.network.features_file import image_keys, read_features_file
+from gapsvm.utils.checks import check_folds
 
 __all__ = [
     "CLASSIFIERS",
+    "check_folds",
     "cross_validate_head",
     "nested_params",
     "resolve_classifier",
@@ -88,6 +90,40 @@ def nested_params(tokens: Sequence[str], prefix: str = "classifier__") -> dict[s
     return out
 
 
+def _import_class(name: str, dotted: str) -> type:
+    """The class ``dotted`` names; a ValueError unless it is a class with fit and predict."""
+    module_name, _, cls_name = dotted.rpartition(".")
+    if not module_name:
+        raise ValueError(
+            f"unknown classifier {name!r}: use one of {', '.join(CLASSIFIERS)} or a dotted "
+            "class name like sklearn.linear_model.LogisticRegression"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except Exception as exc:  # a module's own import can fail in any way
+        raise ValueError(f"cannot import classifier {dotted!r}: {exc}") from None
+    if not isinstance(cls, type):
+        raise ValueError(
+            f"{dotted!r} is a {type(cls).__name__}, not a classifier class; give a class "
+            "like sklearn.linear_model.LogisticRegression"
+        )
+    lacking = [m for m in ("fit", "predict") if not callable(getattr(cls, m, None))]
+    if lacking:
+        raise ValueError(f"{dotted!r} is not a classifier: it has no {' or '.join(lacking)} "
+                         "method")
+    return cls
+
+
+def _estimator_kind(est: Any) -> str | None:
+    """scikit-learn's estimator type ("classifier", "clusterer", ...); None if it has none."""
+    from sklearn.utils import get_tags
+
+    try:
+        return get_tags(est).estimator_type
+    except Exception:  # not a scikit-learn estimator: it has no tags to read
+        return None
+
+
 def resolve_classifier(name: str, params: dict[str, Any] | None = None) -> Any:
     """Build a classifier from a short name or a dotted class name, skorch-style.
 
@@ -106,26 +142,31 @@ def resolve_classifier(name: str, params: dict[str, Any] | None = None) -> Any:
     Raises
     ------
     ValueError
-        An unknown short name, a class that cannot be imported, or a bad parameter.
+        An unknown short name, a name that cannot be imported, that is not a class, or whose
+        class is no scikit-learn classifier (no ``fit``/``predict``, or an estimator of
+        another kind such as a clusterer), a class that cannot be built without arguments,
+        or a bad parameter. The message is one line naming the value.
     """
     key = name.lower()
     dotted = CLASSIFIERS.get(key, name)
-    module_name, _, cls_name = dotted.rpartition(".")
-    if not module_name:
-        raise ValueError(
-            f"unknown classifier {name!r}: use one of {', '.join(CLASSIFIERS)} or a dotted "
-            "class name like sklearn.linear_model.LogisticRegression"
-        )
+    cls = _import_class(name, dotted)
     try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import classifier {dotted!r}: {exc}") from None
-    est = cls()
+        est = cls()
+    except Exception as exc:  # e.g. Pipeline needs its steps
+        raise ValueError(f"cannot build classifier {dotted!r} without arguments: {exc}") from None
+    kind = _estimator_kind(est)
+    if kind != "classifier":
+        raise ValueError(
+            f"{dotted!r} is not a classifier"
+            + (f" (scikit-learn says it is a {kind})" if kind else
+               " (it is no scikit-learn estimator: it declares no estimator type)")
+            + f"; use one of {', '.join(CLASSIFIERS)} or a scikit-learn classifier class"
+        )
     merged = {**_CLASSIFIER_DEFAULTS.get(key, {}), **(params or {})}
     try:
         est.set_params(**merged)
-    except ValueError as exc:
-        raise ValueError(f"bad parameter for {cls_name}: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"bad parameter for {cls.__name__}: {exc}") from None
     return est
 
 
@@ -184,7 +225,7 @@ def _cross_validation(
 
     smallest = int(np.unique(y, return_counts=True)[1].min())
     folds = min(cv, smallest)
-    if cv < 2:
+    if cv == 0:
         return {}
     if folds < 2:
         log(f"cross-validation skipped: the smallest class has {smallest} image(s)")
@@ -218,7 +259,7 @@ def train_from_features(
     params : dict, optional
         The classifier's parameters.
     cv : int, default=5
-        Cross-validation folds (fewer if the smallest class is smaller); under 2 skips it.
+        Cross-validation folds (fewer if the smallest class is smaller); 0 skips it.
     seed : int, default=0
         Seed of the fold shuffle.
     weights : "auto", "imagenet", path or None, default="auto"
@@ -235,9 +276,10 @@ def train_from_features(
     Raises
     ------
     ValueError
-        The file has no labels or a single class, the classifier cannot be built, or the
-        weights cannot be told from the metadata.
+        The file has no labels or a single class, ``cv`` is negative or 1, the classifier
+        cannot be built, or the weights cannot be told from the metadata.
     """
+    cv = check_folds(cv)
     data = read_features_file(features)
     X, y, meta = data["X"], data["y"], data["meta"]
     if y is None:
@@ -261,6 +303,25 @@ def train_from_features(
     model.fit_features(X, y, meta)
     model.training_info_ = {
         "n_images": len(y), "features_file": os.path.basename(features),
-        "classifier": repr(clf), **cv_info,
+        "classifier": repr(clf), **cv_info, **_training_images(data, log),
     }
     return model
+
+
+def _training_images(data: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """``training_info_`` entries by which ``gapsvm report`` recognises the training images:
+    their content keys (read again from the features file's folder) and the preprocessing
+    version the keys cover."""
+    from gapsvm.core.cache import PREPROCESS_VERSION
+
+    root, paths = data.get("data_dir"), data.get("paths")
+    if not root or paths is None:
+        keys: list[str | None] = [None] * len(data["X"])
+    else:
+        keys = image_keys([os.path.join(root, *str(p).split("/")) for p in paths])
+    missing = sum(k is None for k in keys)
+    if missing:
+        log(f"{missing} of {len(keys)} training image(s) could not be read again from "
+            f"{root!r} to record their content; gapsvm report will not recognise them")
+    return {"train_keys": sorted({k for k in keys if k is not None}),
+            "train_keys_preprocess_version": PREPROCESS_VERSION}

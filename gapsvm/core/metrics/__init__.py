@@ -8,9 +8,11 @@ function of its pooled feature vector.
 
 * :mod:`~gapsvm.core.metrics.localisation`: pointing game, energy in box, IoU and CorLoc,
   box matching with recall and precision.
+* :mod:`~gapsvm.core.metrics.sweep`: the threshold sweep of weakly-supervised localisation:
+  top-1 localisation and MaxBoxAccV2.
 * :mod:`~gapsvm.core.metrics.faithfulness`: Average Drop, Increase in Confidence, deletion
   and insertion orders and curves, their AUC.
-* :mod:`~gapsvm.core.metrics.baselines`: the centre, uniform and random maps and the
+* :mod:`~gapsvm.core.metrics.baselines`: the centre, uniform, random and Gaussian maps and the
   :data:`~gapsvm.core.metrics.baselines.BASELINES` registry.
 
 Conventions
@@ -61,18 +63,33 @@ from gapsvm.core.metrics.localisation import (
     pointing_game,
     scaled_tolerance,
 )
+from gapsvm.core.metrics.sweep import (
+    MAXBOXACC_IOUS,
+    MAXBOXACC_THRESHOLDS,
+    MaxBoxAcc,
+    box_ious,
+    iou_curve,
+    max_box_accuracy,
+    minmax_normalize,
+    threshold_boxes,
+    top1_localisation,
+)
 
 __all__ = [
     "BASELINES",
+    "MAXBOXACC_IOUS",
+    "MAXBOXACC_THRESHOLDS",
     "POINTING_GAME_REFERENCE_SIDE",
     "POINTING_GAME_TOLERANCE_PX",
     "BaselineInput",
+    "MaxBoxAcc",
     "MethodMaps",
     "PixelSchedule",
     "auc",
     "average_drop",
     "best_iou",
     "box_area_share",
+    "box_ious",
     "box_recall_precision",
     "center_box",
     "center_map",
@@ -80,14 +97,19 @@ __all__ = [
     "deletion_insertion_orders",
     "energy_in_box",
     "increase_in_confidence",
+    "iou_curve",
     "linear_gap_curves",
     "linear_gap_scores",
     "match_boxes",
+    "max_box_accuracy",
     "method_maps",
+    "minmax_normalize",
     "pointing_game",
     "pool_to_grid",
     "random_map",
     "scaled_tolerance",
     "scores_to_probabilities",
+    "threshold_boxes",
+    "top1_localisation",
     "uniform_map",
 ]

@@ -2,7 +2,9 @@
 
 A metric means little without its chance level. Each baseline here is a map of the same
 image (and of the same feature grid) that knows nothing about the image's content: a centred
-Gaussian (the photographer's centre bias), a constant map, and smooth random noise.
+box and Gaussian (the photographer's centre bias), a constant map (whose box is the whole
+image), smooth random noise, and the centre-Gaussian map of Choe et al. (CVPR 2020) boxed
+like a CAM.
 
 :data:`BASELINES` lists them for ``gapsvm evaluate``; adding a baseline is one entry there
 (a function from a :class:`BaselineInput` to its :class:`MethodMaps`) plus its test.
@@ -225,12 +227,16 @@ class MethodMaps:
         The box IoU and CorLoc score (empty when the map has none).
     predicted : list of Box
         The boxes matched against the ground truth for box recall and precision.
+    sweep : bool, default True
+        Whether MaxBoxAccV2 sweeps thresholds of ``image`` (a map's boxes) or scores the fixed
+        box ``largest`` at every threshold (a method that predicts a box, not a map).
     """
 
     image: np.ndarray
     grid: np.ndarray
     largest: list[Box]
     predicted: list[Box]
+    sweep: bool = True
 
 
 def method_maps(
@@ -285,9 +291,18 @@ class BaselineInput:
 
 
 def _centre(given: BaselineInput) -> MethodMaps:
-    # The centre bias predicts its own box, not the thresholded Gaussian's ellipse.
+    # The centre bias predicts its own box, not the thresholded Gaussian's ellipse; so a
+    # threshold sweep has nothing to move (``gaussian`` is the swept map).
     box = [center_box(given.image_hw)]
-    return MethodMaps(center_map(given.image_hw), center_map(given.grid_hw), box, box)
+    return MethodMaps(center_map(given.image_hw), center_map(given.grid_hw), box, box,
+                      sweep=False)
+
+
+def _gaussian(given: BaselineInput) -> MethodMaps:
+    # Choe et al.'s centre-Gaussian map, boxed exactly like the map under test.
+    return method_maps(
+        center_map(given.image_hw), center_map(given.grid_hw), given.threshold, given.mode
+    )
 
 
 def _uniform(given: BaselineInput) -> MethodMaps:
@@ -303,10 +318,14 @@ def _random(given: BaselineInput) -> MethodMaps:
 
 
 #: The baselines, in table order: name -> function of a :class:`BaselineInput` giving the
-#: baseline's maps and boxes. ``centre``: :func:`center_map` and :func:`center_box`;
-#: ``uniform``: :func:`uniform_map`; ``random``: :func:`random_map` with one value per cell.
+#: baseline's maps and boxes. ``centre``: the centred box (:func:`center_box`; its map for the
+#: map metrics is :func:`center_map`); ``uniform``: :func:`uniform_map`, whose box at every
+#: threshold is the whole image; ``random``: :func:`random_map` with one value per cell;
+#: ``gaussian``: Choe et al.'s centre-Gaussian map (:func:`center_map`) boxed at the threshold
+#: like the map under test, and swept by MaxBoxAccV2.
 BASELINES: dict[str, Callable[[BaselineInput], MethodMaps]] = {
     "centre": _centre,
     "uniform": _uniform,
     "random": _random,
+    "gaussian": _gaussian,
 }

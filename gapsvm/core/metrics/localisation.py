@@ -2,7 +2,9 @@
 
 Pure functions of a map at image resolution and ground-truth boxes (see
 :mod:`gapsvm.core.metrics` for the conventions): the pointing game, energy in box, IoU and
-CorLoc, and greedy box matching with recall and precision.
+CorLoc (GT-known localisation when the box is the true class's), and greedy box matching
+with recall and precision. The threshold sweep of weakly-supervised localisation (top-1
+localisation, MaxBoxAccV2) is :mod:`gapsvm.core.metrics.sweep`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "box_recall_precision",
     "corloc",
     "energy_in_box",
+    "iou_threshold",
     "match_boxes",
     "pointing_game",
     "scaled_tolerance",
@@ -45,7 +48,14 @@ def _nonnegative_real(value: float, name: str) -> float:
     return value
 
 
-def _iou_threshold(threshold: float) -> float:
+def iou_threshold(threshold: float) -> float:
+    """Check a minimum IoU for a match: a real number in (0, 1], returned as a float.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not a real number, outside (0, 1], or zero (every pair has IoU >= 0).
+    """
     threshold = check_unit_interval(threshold, "threshold")
     # IoU >= 0 holds for every pair, so a zero threshold would "match" disjoint boxes.
     if threshold == 0.0:
@@ -286,7 +296,7 @@ def corloc(ious: Sequence[float] | np.ndarray, threshold: float = 0.5) -> float:
     .. [1] T. Deselaers, B. Alexe, V. Ferrari. "Weakly Supervised Localization and Learning
        with Generic Knowledge". IJCV 2012 (CorLoc).
     """
-    threshold = _iou_threshold(threshold)
+    threshold = iou_threshold(threshold)
     arr = np.atleast_1d(np.asarray(ious, dtype=np.float64))
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"ious must be a non-empty 1-D sequence, got shape {arr.shape}")
@@ -330,7 +340,7 @@ def match_boxes(
     matches (an optimal assignment could), but both are the usual practice and agree when
     predictions do not compete for the same ground truth.
     """
-    threshold = _iou_threshold(threshold)
+    threshold = iou_threshold(threshold)
     preds, gts = as_boxes(pred_boxes), as_boxes(gt_boxes)
     candidates = [(iou(p, g), i, j) for i, p in enumerate(preds) for j, g in enumerate(gts)]
     candidates = [c for c in candidates if c[0] >= threshold]
@@ -382,3 +392,9 @@ def box_recall_precision(
     recall = n_matched / len(gts) if gts else math.nan
     precision = n_matched / len(preds) if preds else math.nan
     return recall, precision
+
+
+# ---------------------------------------------------------------------------- WSOL protocol
+# Weakly-supervised object localisation (WSOL) scores one box per (image, class) pair:
+# GT-known and top-1 localisation (Zhou et al. 2016; Russakovsky et al. 2015) at one box
+# threshold, and MaxBoxAccV2 (Choe et al. 2020) over a sweep of thresholds.

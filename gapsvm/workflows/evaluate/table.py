@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "format_table",
     "localisation_values",
     "summarise",
+    "summarise_per_class",
 ]
 
 #: The map under test and its model-free baselines, in table order.
@@ -47,7 +49,16 @@ PAIR_VALUES: dict[str, Callable[[MethodMaps, list[Box], float], Any]] = {
     "iou": lambda mm, gt, tol: M.best_iou(mm.largest[0] if mm.largest else None, gt),
     "n_pred": lambda mm, gt, tol: len(mm.predicted),
     "n_matched": lambda mm, gt, tol: len(M.match_boxes(mm.predicted, gt, IOU_MATCH)),
+    # MaxBoxAccV2's sweep: the boxes of each threshold are computed once per map here.
+    "iou_curve": lambda mm, gt, tol: _iou_curve(mm, gt),
 }
+
+
+def _iou_curve(mm: MethodMaps, gt: list[Box]) -> np.ndarray:
+    if mm.sweep:
+        return M.iou_curve(mm.image, gt)
+    fixed = M.best_iou(mm.largest[0] if mm.largest else None, gt)
+    return np.full(len(M.MAXBOXACC_THRESHOLDS), fixed)
 
 
 def localisation_values(mm: MethodMaps, gt: list[Box], tolerance: float) -> dict[str, Any]:
@@ -76,8 +87,9 @@ class Pairs:
     Attributes
     ----------
     values : list of dict
-        One dict per (image, label) pair: :data:`PAIR_VALUES` keys, plus ``full_prob``,
-        ``masked_prob``, ``deletion`` and ``insertion`` when faithfulness was computed.
+        One dict per (image, label) pair: :data:`PAIR_VALUES` keys, ``correct`` (the
+        classifier's top class is the pair's label), plus ``full_prob``, ``masked_prob``,
+        ``deletion`` and ``insertion`` when faithfulness was computed.
     n_gt : int
         Ground-truth boxes over all pairs.
     """
@@ -113,6 +125,8 @@ class Row:
         ``summarise(pairs: Pairs)`` -> the data set's value (NaN when undefined).
     faithfulness : bool
         Needs the faithfulness values (absent with ``faithfulness="none"``).
+    per_class : {"", "json", "print"}
+        Also summarised per class (the report's ``per_class``), and printed there.
     """
 
     key: str
@@ -121,6 +135,7 @@ class Row:
     fmt: str
     summarise: Callable[[Pairs], Any]
     faithfulness: bool = False
+    per_class: str = ""
 
 
 def _mean(key: str) -> Callable[[Pairs], float]:
@@ -149,8 +164,33 @@ def _mean_curve(key: str) -> Callable[[Pairs], list[float]]:
     return lambda p: np.array(p.get(key)).mean(axis=0).tolist()
 
 
+def _maxboxacc(p: Pairs) -> M.MaxBoxAcc:
+    return M.max_box_accuracy(np.stack(p.get("iou_curve")))
+
+
+def _at_iou(level: float) -> Callable[[Pairs], float]:
+    return lambda p: _maxboxacc(p).per_iou[level]
+
+
+def _best_thresholds(p: Pairs) -> dict[str, float]:
+    return {f"{d:g}": t for d, t in _maxboxacc(p).best_threshold.items()}
+
+
 #: The metrics, in report and table order.
 ROWS: tuple[Row, ...] = (
+    # The weakly-supervised localisation protocol (CAM paper, Choe et al. 2020).
+    Row("accuracy", "classification accuracy", "high", "{:.3f}", _mean("correct"),
+        per_class="print"),
+    Row("gt_known", "GT-known loc (CorLoc, IoU >= 0.5)", "high", "{:.3f}",
+        lambda p: M.corloc(p.get("iou"), IOU_MATCH), per_class="print"),
+    Row("top1_loc", "top-1 loc (right class, IoU >= 0.5)", "high", "{:.3f}",
+        lambda p: M.top1_localisation(p.get("correct"), p.get("iou"), IOU_MATCH),
+        per_class="print"),
+    Row("maxboxacc_v2", "MaxBoxAccV2 (IoU 0.3/0.5/0.7)", "high", "{:.3f}",
+        lambda p: _maxboxacc(p).value, per_class="print"),
+    *(Row(f"maxboxacc_iou{round(100 * d)}", f"  box acc at best threshold, IoU {d:g}",
+          "high", "{:.3f}", _at_iou(d), per_class="json") for d in M.MAXBOXACC_IOUS),
+    Row("maxboxacc_best_threshold", None, "", "", _best_thresholds, per_class="json"),
     Row("pointing_game", "pointing game (tolerance {tol})", "high", "{:.3f}", _mean("hit")),
     Row("pointing_game_inside", "pointing game (max inside a box)", "high", "{:.3f}",
         _mean("hit_inside")),
@@ -158,8 +198,8 @@ ROWS: tuple[Row, ...] = (
         _energy_in_box),
     Row("n_no_positive_evidence", None, "", "{:d}", lambda p: int(np.isnan(_energies(p)).sum())),
     Row("mean_iou", "IoU, largest box vs best gt", "high", "{:.3f}", _mean("iou")),
-    Row("corloc", "CorLoc (IoU >= 0.5)", "high", "{:.3f}",
-        lambda p: M.corloc(p.get("iou"), IOU_MATCH)),
+    # The same value as gt_known, under its older name (JSON only).
+    Row("corloc", None, "high", "{:.3f}", lambda p: M.corloc(p.get("iou"), IOU_MATCH)),
     # Pooled over the data set: matched boxes / all boxes, not a mean of per-image ratios.
     Row("box_recall", "box recall (IoU >= 0.5, mode {mode})", "high", "{:.3f}",
         lambda p: _ratio(p.total("n_matched"), p.n_gt)),
@@ -206,9 +246,40 @@ def summarise(
     return summary
 
 
+def summarise_per_class(per_pair: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The report's ``per_class``: the per-class rows of :data:`ROWS` on each label's pairs.
+
+    Parameters
+    ----------
+    per_pair : list of dict
+        As for :func:`summarise`, each entry with its ``label`` and ``n_gt``.
+
+    Returns
+    -------
+    dict
+        ``{label: {method: {row key: value}}}``, labels in order of first appearance.
+    """
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for p in per_pair:
+        by_label.setdefault(str(p["label"]), []).append(p)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for label, pairs_of in by_label.items():
+        n_gt = sum(p["n_gt"] for p in pairs_of)
+        out[label] = {}
+        for method in METHODS:
+            pairs = Pairs([p["methods"][method] for p in pairs_of], n_gt)
+            out[label][method] = {row.key: row.summarise(pairs) for row in ROWS if row.per_class}
+    return out
+
+
+def _size(s: Any) -> str:
+    # A scale of each photo (x2), or a fixed network input (224x224; a list in JSON).
+    return f"{s[0]}x{s[1]}" if isinstance(s, list | tuple) else f"x{s:g}"
+
+
 def _header(report: dict[str, Any]) -> str:
     st, counts = report["settings"], report["counts"]
-    scales = "+".join(f"x{s:g}" for s in st["scales"])
+    scales = "+".join(_size(s) for s in st["scales"])
     faith = {
         "features": f"feature cells, {st['n_steps']} steps",
         "image": f"image pixels, {st['n_steps']} steps",
@@ -255,4 +326,30 @@ def format_table(report: dict[str, Any]) -> str:
         name = row.label.format(tol=tol, share=report["area_share"], mode=mode)
         cells = " ".join(_cell(summary[m].get(row.key), row.fmt) for m in METHODS)
         lines.append(f"{name:<{width}} {row.better:>4} {cells}")
+    lines.extend(_per_class_lines(report, width))
+    lines.extend(textwrap.wrap(_LEGEND, width=width + 6 + 9 * len(METHODS)))
     return "\n".join(lines)
+
+
+#: What the baseline columns are, printed under the table.
+_LEGEND = (
+    "baselines (no model): centre = centred box of half each side; uniform = whole-image box; "
+    "random = smooth noise map; gaussian = centre-Gaussian map (Choe et al. 2020) boxed like "
+    "the CAM. Classification accuracy is the model's in every column (top-1 loc needs it). "
+    "MaxBoxAccV2 picks its threshold on the images scored (its definition)."
+)
+
+
+def _per_class_lines(report: dict[str, Any], width: int) -> list[str]:
+    per_class = report.get("per_class") or {}
+    if len(per_class) < 2:
+        return []
+    rows = [r for r in ROWS if r.per_class == "print" and r.label is not None]
+    lines = ["per class:"]
+    for label, summary in per_class.items():
+        lines.append(label)
+        for row in rows:
+            name = f"  {row.label}"[:width]
+            cells = " ".join(_cell(summary[m].get(row.key), row.fmt) for m in METHODS)
+            lines.append(f"{name:<{width}} {row.better:>4} {cells}")
+    return lines

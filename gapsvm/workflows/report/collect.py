@@ -24,6 +24,8 @@ from gapsvm.core.cam import upsample_cam
 from gapsvm.core.metrics.localisation import box_area_share, energy_in_box, pointing_game
 from gapsvm.core.scan import ScanProblem, load_directory
 from gapsvm.estimator.explanation import Explanation
+from gapsvm.estimator.targets import is_all
+from gapsvm.network.features_file import image_keys
 from gapsvm.utils.progress import progress_bar
 
 __all__ = [
@@ -59,7 +61,7 @@ class ReportEntry:
     predicted : str
         The model's prediction.
     target : str
-        The class whose map is drawn.
+        The class whose map is drawn (with every class's map drawn, the prediction).
     score : float
         That class's score, ``mean(cam) + intercept`` (for a binary head, the decision
         function for ``classes_[1]`` and its negative for ``classes_[0]``).
@@ -78,6 +80,14 @@ class ReportEntry:
     energy, box_share : float or None
         Share of the map's positive mass inside the boxes, and share of the image the boxes
         cover (what a uniform map would get).
+    trained_on : bool or None
+        Whether the model was trained on this very image (by content), None when the model
+        does not record its training images.
+    class_cams : ndarray of shape (n_classes, h', w') or None
+        Every class's map at feature resolution, in the model's class order, when the report
+        draws them all (``target="all"``); else None.
+    class_boxes : dict
+        With ``class_cams`` and a boxes file: the image's ground-truth boxes by label.
     """
 
     name: str
@@ -95,6 +105,9 @@ class ReportEntry:
     hit: bool | None = None
     energy: float | None = None
     box_share: float | None = None
+    trained_on: bool | None = None
+    class_cams: np.ndarray | None = field(default=None, repr=False)
+    class_boxes: dict[str, list[Box]] = field(default_factory=dict)
 
     @property
     def misclassified(self) -> bool:
@@ -170,10 +183,13 @@ def read_boxes(
     return out
 
 
-def _boxes_of(lookup: BoxLookup, name: str, target: str) -> list[Box]:
+def _labelled(lookup: BoxLookup, name: str) -> list[tuple[str, Box]]:
     # A bare file name also matches (a lookup built by hand may key images by name only).
-    found = lookup.get(name) or lookup.get(Path(name).name) or []
-    return [b for label, b in found if label == target]
+    return lookup.get(name) or lookup.get(Path(name).name) or []
+
+
+def _boxes_of(lookup: BoxLookup, name: str, target: str) -> list[Box]:
+    return [b for label, b in _labelled(lookup, name) if label == target]
 
 
 def _localise(entry: ReportEntry, full: np.ndarray, boxes: list[Box]) -> None:
@@ -187,6 +203,21 @@ def _localise(entry: ReportEntry, full: np.ndarray, boxes: list[Box]) -> None:
 
 
 # -- collecting ----------------------------------------------------------------------------
+def _training_keys(model: Any) -> frozenset[str] | None:
+    """The content keys of the model's training images, or None when it has none to compare.
+
+    ``gapsvm train`` records them (``training_info_["train_keys"]``); they are comparable
+    only under the preprocessing version they were computed with, which the keys cover.
+    """
+    from gapsvm.core.cache import PREPROCESS_VERSION
+
+    info = getattr(model, "training_info_", None) or {}
+    keys = info.get("train_keys")
+    if keys is None or info.get("train_keys_preprocess_version") != PREPROCESS_VERSION:
+        return None
+    return frozenset(keys)
+
+
 def _rel(path: str, root: str) -> str:
     return Path(os.path.relpath(path, root)).as_posix()
 
@@ -194,18 +225,26 @@ def _rel(path: str, root: str) -> str:
 def _entry(
     info: Explanation, j: int, path: str, name: str, true: str | None
 ) -> tuple[ReportEntry, np.ndarray]:
-    """Image ``j`` of an explained chunk, and its map upsampled to the image."""
+    """Image ``j`` of an explained chunk, and its map upsampled to the image; with every
+    class's map, the predicted class's is the one the entry's checks use."""
     classes = [str(c) for c in info.classes]
-    cam = np.asarray(info.cams[j], dtype=np.float32)
+    every = None
+    if info.all_classes:
+        every = np.asarray(info.cams[j], dtype=np.float32)
+        t = int(np.flatnonzero(info.classes == info.predicted[j])[0])
+        cam, score = every[t], float(info.scores[j, t])
+    else:
+        t, score = int(info.target[j]), info.score(j)
+        cam = np.asarray(info.cams[j], dtype=np.float32)
     hw = tuple(int(v) for v in info.image_hw[j])
     full = upsample_cam(cam, hw)
     py, px = np.unravel_index(int(np.argmax(full)), full.shape)
     entry = ReportEntry(
         name=name, path=path, true=true, predicted=str(info.predicted[j]),
-        target=classes[int(info.target[j])], score=info.score(j),
+        target=classes[t], score=score,
         scores={c: float(s) for c, s in zip(classes, info.scores[j], strict=True)},
         image_hw=hw, input_hw=tuple(int(v) for v in info.input_hw[j]), cam=cam,
-        peak_xy=(int(px), int(py)),
+        peak_xy=(int(px), int(py)), class_cams=every,
     )  # fmt: skip
     return entry, full
 
@@ -226,8 +265,9 @@ def collect_entries(
         Fitted, with a linear head.
     images_dir : str or path-like
         One sub-folder per class, or a flat folder.
-    target : label or None
-        The class whose map is drawn (already resolved); None: each image's prediction.
+    target : label, "all" or None
+        The class whose map is drawn (already resolved); None: each image's prediction;
+        ``"all"``: every class's map (the checks use the prediction's).
     input_size : object
         As :meth:`GapClassifier.explain` takes it.
     boxes : dict or None
@@ -246,6 +286,7 @@ def collect_entries(
     """
     problems: list[ScanProblem] = []
     paths, labels, _ = load_directory(images_dir, problems)
+    trained = _training_keys(model)
     root = os.fspath(images_dir)
     errors = [(_rel(p.path, root), p.reason) for p in problems]
     entries: list[ReportEntry] = []
@@ -259,8 +300,13 @@ def collect_entries(
                     continue
                 true = None if labels is None else str(labels[start + j])
                 entry, full = _entry(info, j, path, _rel(path, root), true)
+                if trained is not None:
+                    entry.trained_on = image_keys([path])[0] in trained
                 if boxes is not None:
                     _localise(entry, full, _boxes_of(boxes, entry.name, entry.target))
+                    if entry.class_cams is not None:
+                        for b_label, b in _labelled(boxes, entry.name):
+                            entry.class_boxes.setdefault(b_label, []).append(b)
                 entries.append(entry)
             bar.update(len(chunk))
     return entries, errors, labels is not None
@@ -289,7 +335,8 @@ def _label_finding(entries: list[ReportEntry], labelled: bool) -> list[str]:
     if labelled:
         bad = sum(e.misclassified for e in entries)
         return [f"Accuracy on this folder: {100 * (n - bad) / n:.1f}% ({n - bad} of {n} images); "
-                f"{bad} misclassified" + (", shown first in each class." if bad else ".")]
+                f"{bad} misclassified" + (", shown first in each class." if bad else ".")
+                + _optimism(entries)]
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.predicted] = counts.get(e.predicted, 0) + 1
@@ -297,9 +344,33 @@ def _label_finding(entries: list[ReportEntry], labelled: bool) -> list[str]:
             + ", ".join(f"{c}: {k}" for c, k in sorted(counts.items())) + ")."]
 
 
+def _optimism(entries: list[ReportEntry]) -> str:
+    """The caveat of an accuracy that counts images the model was trained on."""
+    seen = [e for e in entries if e.trained_on]
+    if not seen:
+        return ""
+    new = [e for e in entries if e.trained_on is False]
+    text = (f" This accuracy is optimistic: {len(seen)} of these {len(entries)} images were "
+            "training images of this model")
+    if not new:
+        return text + ("; the cross-validated accuracy in the model card, where recorded, "
+                       "is the estimate for new images.")
+    ok = sum(not e.misclassified for e in new)
+    return text + (f"; on the other {len(new)} images it is {100 * ok / len(new):.1f}% "
+                   f"({ok} of {len(new)}).")
+
+
+def _training_finding(entries: list[ReportEntry], labelled: bool) -> list[str]:
+    """Without labels there is no accuracy to caveat, but the count still matters."""
+    seen = sum(bool(e.trained_on) for e in entries)
+    if labelled or not seen:
+        return []
+    return [f"{seen} of these {len(entries)} images were training images of this model."]
+
+
 def _target_finding(entries: list[ReportEntry], target: Any) -> list[str]:
     other = [e for e in entries if e.predicted != e.target]
-    if target is None or not other:
+    if target is None or is_all(target) or not other:
         return []
     names = ", ".join(e.name for e in other[:8]) + (", ..." if len(other) > 8 else "")
     return [
@@ -343,7 +414,8 @@ def findings(
 ) -> list[str]:
     """Plain-text statements the page opens with: accuracy (or the predicted classes of a
     flat folder), images not predicted as a fixed target, localisation, unusable files."""
-    out = _label_finding(entries, labelled) + _target_finding(entries, target)
+    out = (_label_finding(entries, labelled) + _training_finding(entries, labelled)
+           + _target_finding(entries, target))
     if boxes is not None:
         out += _boxes_findings(entries, boxes)
     if errors:

@@ -2,9 +2,10 @@
 
 The model card, the findings, the confusion matrix when the folder has one sub-folder per
 class, and for each class a grid of CAM overlays (embedded as base64 PNG), misclassified
-images first. Overlays are drawn by :func:`gapsvm.core.overlay.draw_overlay`, the one overlay
-path; what they show is collected by :mod:`gapsvm.workflows.report.collect`. TensorFlow is
-not imported here: a fitted model brings its backbone with it.
+images first; with ``target="all"``, one row of small overlays per image, one per class.
+Overlays are drawn by :func:`gapsvm.core.overlay.draw_overlay`, the one overlay path; what
+they show is collected by :mod:`gapsvm.workflows.report.collect`. TensorFlow is not imported
+here: a fitted model brings its backbone with it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gapsvm.core.boxes_csv import Annotation
 from gapsvm.core.decode import ImageReadError, read_image
 from gapsvm.core.overlay import draw_overlay
 from gapsvm.core.sizes import format_size, parse_input_size
-from gapsvm.estimator.targets import resolve_target
+from gapsvm.estimator.targets import is_all, resolve_target
 from gapsvm.utils.atomic import atomic_write
 from gapsvm.workflows.report.collect import (
     BoxLookup,
@@ -47,12 +48,15 @@ DISPLAY_MIN = 128
 
 DISPLAY_MAX = 512
 
+#: The long side of each class's overlay in a row of every class's maps (small multiples).
+PANEL_MAX = 320
+
 
 # -- overlays ------------------------------------------------------------------------------
-def _display_hw(hw: tuple[int, int]) -> tuple[int, int]:
+def _display_hw(hw: tuple[int, int], most: int = DISPLAY_MAX) -> tuple[int, int]:
     h, w = hw
     long = max(h, w)
-    scale = min(max(long, DISPLAY_MIN), DISPLAY_MAX) / long
+    scale = min(max(long, DISPLAY_MIN), most) / long
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
@@ -69,6 +73,24 @@ def _render_overlay(entry: ReportEntry, alpha: float) -> tuple[str, tuple[int, i
     out = draw_overlay(img, entry.cam, alpha=alpha, gt_boxes=entry.boxes,
                        peak_xy=entry.peak_xy if entry.boxes else None, display_hw=disp)
     return _png_base64(out), disp
+
+
+def _render_row(entry: ReportEntry, alpha: float) -> tuple[list[str], tuple[int, int]]:
+    """Every class's map over the image, one small overlay each, on one colour scale: the
+    row's lowest value is dark blue and its highest dark red, so a class with little
+    evidence anywhere stays cold beside one with much."""
+    img = read_image(entry.path)
+    disp = _display_hw(img.shape[:2], PANEL_MAX)
+    cams = entry.class_cams
+    lo, span = float(cams.min()), float(cams.max() - cams.min())
+    pngs = []
+    for c, cam in zip(entry.scores, cams, strict=True):
+        scaled = (cam - lo) / span if span > 0 else np.zeros_like(cam)
+        peak = entry.peak_xy if entry.boxes and c == entry.target else None
+        out = draw_overlay(img, scaled, alpha=alpha, normalize=False, display_hw=disp,
+                           gt_boxes=entry.class_boxes.get(c, ()), peak_xy=peak)
+        pngs.append(_png_base64(out))
+    return pngs, disp
 
 
 # -- HTML pieces ---------------------------------------------------------------------------
@@ -97,6 +119,10 @@ figure{margin:0;background:#fff;border:1px solid #dde1e7;border-radius:6px;paddi
  overflow:hidden}
 figure.miss{border:2px solid #d93025;padding:5px}
 figure img{display:block;width:100%;height:auto;border-radius:3px;image-rendering:auto}
+.grid.rows{grid-template-columns:1fr}.multiples{display:flex;flex-wrap:wrap;gap:8px}
+.multiples .cls{flex:0 1 auto;padding:3px;border:2px solid transparent;border-radius:4px}
+.multiples .cls.pred{border-color:#1d2330}.multiples img{width:auto;max-width:100%}
+.clabel{font-size:12.5px;margin-top:3px}
 figcaption{font-size:12.5px;margin-top:5px;line-height:1.4}
 figcaption .name{font-weight:600;overflow-wrap:anywhere}
 .tag{display:inline-block;font-size:11px;border-radius:3px;padding:0 5px;margin-right:3px;
@@ -109,7 +135,6 @@ figcaption .name{font-weight:600;overflow-wrap:anywhere}
 def _model_card(model: Any, input_size: Any, target: Any) -> list[tuple[str, str]]:
     meta = model.feature_meta_
     head = model.head_.classifier_
-    cls = type(head)
     params = head.get_params(deep=False)
     rows = [
         ("backbone", f"{meta.get('backbone')}, cut at {meta.get('layer')} "
@@ -118,14 +143,23 @@ def _model_card(model: Any, input_size: Any, target: Any) -> list[tuple[str, str
         ("precision", str(meta.get("precision"))),
         ("input size (training)", str(meta.get("input_size"))),
         ("input size (this report)", format_size(input_size)),
-        ("head", f"{cls.__module__}.{cls.__qualname__}"),
+        ("head", _head_name(head)),
         ("head parameters", ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()))),
         ("classes", ", ".join(str(c) for c in model.classes_)),
-        ("map drawn", "each image's predicted class" if target is None else str(target)),
+        ("map drawn", "each image's predicted class" if target is None else
+         "every class, one row per image" if is_all(target) else str(target)),
     ]  # fmt: skip
     return rows + _training_rows(getattr(model, "training_info_", None) or {}) + [
         ("gapsvm version (model)", str(meta.get("gapsvm_version")))
     ]
+
+
+def _head_name(head: Any) -> str:
+    """The head's class as a user names it (``LinearSVC``), a pipeline by its steps."""
+    steps = getattr(head, "steps", None)
+    if isinstance(steps, list) and steps:
+        return "Pipeline(" + ", ".join(type(s).__qualname__ for _, s in steps) + ")"
+    return type(head).__qualname__
 
 
 def _training_rows(info: dict) -> list[tuple[str, str]]:
@@ -159,7 +193,21 @@ def _localisation_lines(entry: ReportEntry) -> list[str]:
     return lines
 
 
-def _card_html(entry: ReportEntry, png: str, disp_hw: tuple[int, int]) -> str:
+def _row_html(entry: ReportEntry, pngs: list[str], disp_hw: tuple[int, int]) -> str:
+    """The small multiples: each class's overlay labelled with the class and its score."""
+    cells = []
+    for (c, score), png in zip(entry.scores.items(), pngs, strict=True):
+        tags = ('<span class="tag info">predicted</span>' if c == entry.predicted else "") + (
+            '<span class="tag ok">true</span>' if c == entry.true else "")
+        cells.append(
+            f'<div class="cls{" pred" if c == entry.predicted else ""}" data-class="{_e(c)}" '
+            f'data-score="{score:.6g}"><img alt="{_e(entry.name)}: map of {_e(c)}" '
+            f'src="data:image/png;base64,{png}" width="{disp_hw[1]}" height="{disp_hw[0]}">'
+            f'<div class="clabel"><b>{_e(c)}</b> {score:+.3f} {tags}</div></div>')
+    return f'<div class="multiples">{"".join(cells)}</div>'
+
+
+def _card_html(entry: ReportEntry, png: str | list[str], disp_hw: tuple[int, int]) -> str:
     lines = [f'<span class="name">{_e(entry.name)}</span>']
     if entry.true is not None:
         tag = ('<span class="tag">misclassified</span>' if entry.misclassified
@@ -168,18 +216,27 @@ def _card_html(entry: ReportEntry, png: str, disp_hw: tuple[int, int]) -> str:
                      f"<b>{_e(entry.predicted)}</b>")
     else:
         lines.append(f"predicted: <b>{_e(entry.predicted)}</b>")
-    lines.append(f"{_e(entry.target)} score: <b>{entry.score:+.3f}</b>")
+    if entry.trained_on:
+        lines.append('<span class="tag info">training image</span>')
+    if entry.class_cams is None:
+        lines.append(f"{_e(entry.target)} score: <b>{entry.score:+.3f}</b>")
     if entry.boxes:
-        lines += _localisation_lines(entry)
+        found = _localisation_lines(entry)
+        if entry.class_cams is not None:  # a row of maps: say which one the check is about
+            found[0] = f"map of {_e(entry.target)}: {found[0]}"
+        lines += found
     lines.append(f'<span class="muted">{entry.image_hw[1]}×{entry.image_hw[0]} px, network '
                  f"{entry.input_hw[1]}×{entry.input_hw[0]}</span>")
+    if isinstance(png, list):
+        shown = _row_html(entry, png, disp_hw)
+    else:
+        shown = (f'<img alt="{_e(entry.name)}" src="data:image/png;base64,{png}" '
+                 f'width="{disp_hw[1]}" height="{disp_hw[0]}">')
     return (
         f'<figure class="{"miss" if entry.misclassified else ""}" data-name="{_e(entry.name)}" '
         f'data-true="{_e(entry.true if entry.true is not None else "")}" '
         f'data-pred="{_e(entry.predicted)}" data-target="{_e(entry.target)}" '
-        f'data-score="{entry.score:.6g}">'
-        f'<img alt="{_e(entry.name)}" src="data:image/png;base64,{png}" '
-        f'width="{disp_hw[1]}" height="{disp_hw[0]}">'
+        f'data-score="{entry.score:.6g}">{shown}'
         f"<figcaption>{'<br>'.join(lines)}</figcaption></figure>"
     )
 
@@ -201,6 +258,21 @@ def _confusion_html(labels: list[str], cm: np.ndarray) -> str:
 
 
 def _maps_intro(target: Any, labelled: bool, with_boxes: bool) -> str:
+    if is_all(target):
+        return (
+            '<h2>Class activation maps</h2><p class="muted">Each row shows the map of every '
+            "class over one image, labelled with the class and its score (the map's mean plus "
+            "the intercept): where the evidence for each class lies, from one pass of the "
+            "network. The colours of a row share one scale "
+            '(<span class="legend"></span> low → high): a class with little evidence stays '
+            "cold beside one with much; compare where, not how much, between rows."
+            + (" Misclassified images first (red frame), then from the predicted class's "
+               "highest score down." if labelled else " Sorted from the highest score down.")
+            + (" White boxes: the ground truth of the class under them; cross: the peak of "
+               "the predicted class's map (framed), which the localisation check under the "
+               "row is about." if with_boxes else "")
+            + "</p>"
+        )
     return (
         '<h2>Class activation maps</h2><p class="muted">Each overlay is the map of one class ('
         + ("the image's predicted class" if target is None else _e(target))
@@ -249,16 +321,19 @@ def _section_html(
     shown = items if max_per_class is None else items[:max_per_class]
     cards = []
     big = False
+    rows = any(e.class_cams is not None for e in shown)
     for e in shown:
         try:
-            png, disp = _render_overlay(e, alpha)
+            png, disp = _render_row(e, alpha) if rows else _render_overlay(e, alpha)
         except ImageReadError as exc:
             errors.append((e.name, exc.reason))
             continue
         cards.append(_card_html(e, png, disp))
         big |= max(disp) > 300
-    # photographs get wider cells than thumbnails, so their maps can be read
-    out.append(f'<div class="grid{" photos" if big else ""}">' + "".join(cards) + "</div>")
+    # photographs get wider cells than thumbnails, so their maps can be read; a row of
+    # every class's maps takes the page's width
+    kind = " rows" if rows else " photos" if big else ""
+    out.append(f'<div class="grid{kind}">' + "".join(cards) + "</div>")
     if len(shown) < len(items):
         out.append(f'<p class="muted">{len(items) - len(shown)} more not shown '
                    "(--max-per-class).</p>")
@@ -305,9 +380,9 @@ def _check_args(model: Any, alpha: float, max_per_class: int | None) -> None:
     model.head_.cam_weights()  # a non-linear head fails here
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if max_per_class is not None and max_per_class < 1:
-        raise ValueError(f"max_per_class must be at least 1 (or None for all), got "
-                         f"{max_per_class}")
+    if max_per_class is not None and (isinstance(max_per_class, bool) or max_per_class < 1):
+        raise ValueError(f"max_per_class must be a positive number of overlays, or None for "
+                         f"every image; got {max_per_class!r}")
 
 
 def build_report(
@@ -335,8 +410,10 @@ def build_report(
         misclassified images first) or a flat folder of images (no labels).
     out : str or path-like
         Output folder (created); the page is ``out/index.html``.
-    target : label, optional
-        Draw this class's map for every image; default each image's predicted class.
+    target : label or "all", optional
+        Draw this class's map for every image; default each image's predicted class;
+        ``"all"``: a row of every class's maps per image (small multiples), the predicted
+        class's framed (its map is the one the localisation check uses).
     input_size : default="fit"
         Network input size for these images (e.g. None for each image's own size).
     boxes : path, list of Annotation or dict, optional
@@ -372,7 +449,7 @@ def build_report(
         ``images_dir`` does not exist.
     """
     _check_args(model, alpha, max_per_class)
-    target = resolve_target(model.classes_, target)
+    target = resolve_target(model.classes_, target, allow_all=True)
     size = parse_input_size(model.input_size if input_size == "fit" else input_size)
     box_map = read_boxes(boxes, images_dir, model.classes_)
     entries, errors, labelled = collect_entries(model, images_dir, target, input_size,
