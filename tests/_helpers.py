@@ -113,3 +113,21 @@ def imported_modules(path: Path, *, members: bool = False) -> set[str]:
             if members:
                 names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
+
+
+def head_only_model(classifier=None):
+    """A GapClassifier fitted on synthetic GAP vectors (8 features, classes "a" and "b"): no
+    network runs (nor is checked on load with ``check_weights=False``)."""
+    from sklearn.svm import LinearSVC
+
+    from gapsvm import GapClassifier
+
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(20, 8))).astype(np.float32)
+    y = np.array(["a", "b"] * 10)
+    meta = {"backbone": "vgg16", "layer": "block5_conv3", "stride": 16, "input_size": "32x32",
+            "precision": "float32", "weights": {"name": "random(seed=0)", "sha256": "cd" * 32},
+            "gapsvm_version": "0.0"}
+    model = GapClassifier(LinearSVC() if classifier is None else classifier, weights=None,
+                          input_size=(32, 32))
+    return model.fit_features(X, y, meta)

@@ -1,13 +1,21 @@
 """``gapsvm evaluate``'s input sizes (gapsvm/cli/evaluate.py): ``--input-size`` in the grammar
 of every other command (scales of each photo and fixed sizes), with ``--scale`` and
-``--scales`` kept as the older spellings of scales."""
+``--scales`` kept as the older spellings of scales; and ``--calibrate``: the threshold chosen
+on one set, used to score another, recorded with ``--save-model``, and named in the output."""
 
 from __future__ import annotations
 
-import pytest
+import csv
+import json
 
+import pytest
+from _evaluate import HEADER, tiny_eval_model
+from _helpers import run_cli
+
+from gapsvm import load_model
 from gapsvm.cli.main import build_parser
 from gapsvm.core.sizes import parse_scales
+from gapsvm.workflows.evaluate.calibrate import calibrate
 
 BASE = ["evaluate", "model.skops", "boxes.csv", "--images", "imgs", "--out", "out"]
 
@@ -19,7 +27,6 @@ def _settings(*flags: str) -> dict:
 @pytest.mark.parametrize(
     "old, unified, scales",
     [
-        ([], ["--input-size", "native"], (1.0,)),
         (["--scale", "2"], ["--input-size", "x2"], (2.0,)),
         (["--scale", "1.5"], ["--input-size", "1.5x"], (1.5,)),
         (["--scales", "1,2"], ["--input-size", "x1,x2"], (1.0, 2.0)),
@@ -67,3 +74,84 @@ def test_a_bare_number_is_a_size_in_input_size_and_a_scale_in_scale(capsys) -> N
 )
 def test_input_size_takes_the_fixed_size_a_head_was_trained_at(text, sizes) -> None:
     assert _settings("--input-size", text)["scales"] == sizes
+
+
+def test_no_input_size_means_the_models_calibrated_one_or_x1() -> None:
+    # None here: evaluate() takes the model's box_scales_ when recorded, else x1.
+    assert _settings()["scales"] is None
+
+
+def test_calibration_flags_parse_into_candidates() -> None:
+    got = _settings("--calibrate", "cal.csv", "--calibrate-scales", "x1,x1.5,x1+x2,224x224")
+    assert got["calibrate_scales"] == ((1.0,), (1.5,), (1.0, 2.0), ((224, 224),))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--save-model", "m2.skops"], "--save-model needs --calibrate"),
+        (["--calibrate-scales", "x1"], "--calibrate-scales needs --calibrate"),
+        (["--calibrate", "c.csv", "--threshold", "0.3"], "--threshold and --calibrate"),
+        (["--calibrate", "c.csv", "--calibrate-scales", "x1", "--input-size", "x2"],
+         "drop --input-size"),
+    ],
+)
+def test_calibration_flags_that_do_not_go_together(capsys, flags, message) -> None:
+    code, _, err = run_cli(capsys, *BASE, *flags)
+    assert code == 1 and message in err
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return tiny_eval_model(tmp_path_factory.mktemp("tiny-cal"))
+
+
+def _csv(path, rows) -> str:
+    with open(path, "w", newline="") as fh:
+        fh.write(HEADER)
+        csv.writer(fh).writerows(rows)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_calibrate_on_one_image_score_the_other_and_record_it(tiny_model, tmp_path,
+                                                              capsys) -> None:
+    model, anns, d = tiny_model
+    model.save(tmp_path / "m.skops")
+    cal = _csv(tmp_path / "cal.csv", [["p0.png", "b", 48, 16, 80, 48]])
+    scored = _csv(tmp_path / "scored.csv", [["p1.png", "a", 0, 0, 32, 40],
+                                            ["p1.png", "a", 32, 40, 64, 80]])
+    common = ["--images", d / "imgs", "--faithfulness", "none", "-q"]
+    code, printed, err = run_cli(capsys, "evaluate", tmp_path / "m.skops", scored, *common,
+                                 "--calibrate", cal, "--out", tmp_path / "o1",
+                                 "--save-model", tmp_path / "m2.skops")
+    assert code == 0, err
+    # The threshold is the calibration image's choice, computed here on it alone.
+    expected = calibrate(model, anns[:1], name=cal)
+    rep = json.loads((tmp_path / "o1" / "evaluation.json").read_text())
+    source = f"calibrated on {cal} (1 images)"
+    assert rep["settings"]["threshold"] == expected.threshold
+    assert rep["settings"]["threshold_source"] == source == expected.source
+    assert rep["settings"]["calibration"]["gt_known"] == expected.gt_known
+    assert f"threshold {expected.threshold:g} ({source})" in printed
+    assert [p["filename"] for p in rep["per_image"]] == ["p1.png"]
+    assert "m2.skops" in printed and "replaced" not in printed
+    saved = load_model(tmp_path / "m2.skops")
+    assert saved.box_threshold_ == expected.threshold and saved.box_scales_ == (1.0,)
+    # On other data the recorded threshold is the default, and named as such.
+    code, printed, err = run_cli(capsys, "evaluate", tmp_path / "m2.skops", scored, *common,
+                                 "--out", tmp_path / "o2")
+    assert code == 0 and f"({source})" in printed
+    code, printed, _ = run_cli(capsys, "evaluate", tmp_path / "m.skops", scored, *common,
+                               "--out", tmp_path / "o3")
+    assert "threshold 0.2 (default 0.2)" in printed
+    code, printed, _ = run_cli(capsys, "evaluate", tmp_path / "m2.skops", scored, *common,
+                               "--threshold", "0.3", "--out", tmp_path / "o4")
+    assert "threshold 0.3 (given --threshold)" in printed
+    # Never calibrate on the images being scored.
+    both = _csv(tmp_path / "both.csv", [["p0.png", "b", 48, 16, 80, 48],
+                                        ["p1.png", "a", 0, 0, 32, 40]])
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "m.skops", scored, *common,
+                           "--calibrate", both, "--out", tmp_path / "o5")
+    assert code == 1 and "share 1 image(s) (e.g. 'p1.png')" in err
+    assert not (tmp_path / "o5").exists()

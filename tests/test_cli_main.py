@@ -25,7 +25,7 @@ FLAGS = {
                 "--batch-size", "--quiet", "-q", "--strict", "--csv"},
     "cam": {"model", "images", "--trusted", "--input-size", "--precision", "--cache-dir",
             "--batch-size", "--quiet", "-q", "--strict", "--target", "--out", "--alpha",
-            "--save-npy"},
+            "--save-npy", "--boxes"},
     "report": {"model", "images_dir", "--out", "--trusted", "--input-size", "--precision",
                "--cache-dir", "--batch-size", "--quiet", "-q", "--strict", "--target",
                "--boxes", "--alpha", "--max-per-class", "--title", "--note", "--notes"},
@@ -33,7 +33,8 @@ FLAGS = {
              "--photo-size", "--quiet", "-q"},
     "evaluate": {"model", "boxes_csv", "--images", "--out", "--scale", "--scales", "--mode",
                  "--threshold", "--faithfulness", "--steps", "--image-steps", "--seed",
-                 "--inclusive-max", "--alpha", "--trusted", "--cache-dir", "--quiet", "-q"},
+                 "--inclusive-max", "--alpha", "--trusted", "--cache-dir", "--quiet", "-q",
+                 "--calibrate", "--calibration-images", "--calibrate-scales", "--save-model"},
 }
 
 

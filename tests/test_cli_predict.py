@@ -285,3 +285,29 @@ def test_predict_loads_tensorflow_only_for_images_the_cache_lacks(capsys, model_
     assert (rc, tensorflow) == (0, True)
     rows = printed.splitlines()
     assert len(rows) == 14 and str(new) in rows[-1]
+
+
+def test_cam_boxes_draws_the_box_at_the_models_calibrated_threshold(capsys, model_file,
+                                                                      dataset, work) -> None:
+    from gapsvm.core.overlay import PRED_COLOR, draw_overlay
+    from gapsvm.estimator.box_settings import record_box_calibration
+
+    model = load_model(model_file).set_params(cache_dir=str(work / "cache"))
+    record_box_calibration(model, 0.6, [model.input_size], "calibrated on c.csv (2 images)")
+    model.save(work / "calibrated.skops")
+    out_dir = work / "cams-boxes"
+    rc, out, _ = run_cli(capsys, "cam", work / "calibrated.skops", dataset, "--out", out_dir,
+                         "--target", "person", "--boxes", "--cache-dir", work / "cache", "-q")
+    assert rc == 0 and "12 overlay(s)" in out
+    boxed = 0
+    for png in sorted(out_dir.rglob("*.png")):
+        src = dataset / png.relative_to(out_dir).as_posix().removesuffix(".cam-person.png")
+        img = read_image(src)
+        cam = model.cam([str(src)], "person", size="features", normalize=False)[0]
+        boxes = model.boxes([str(src)], "person")[0]  # the recorded 0.6, as the API draws it
+        got = cv2.imread(str(png))[..., ::-1]
+        np.testing.assert_array_equal(got, draw_overlay(img, cam, alpha=0.5, pred_boxes=boxes))
+        if boxes and model.boxes([str(src)], "person", threshold=0.2)[0] != boxes:
+            boxed += 1
+            assert (got == PRED_COLOR).all(axis=2).any()
+    assert boxed >= 3  # the recorded threshold, not 0.2, drew them

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import fresh_python, imagenet_weights_file
+from _helpers import fresh_python, head_only_model, imagenet_weights_file
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -255,21 +255,8 @@ def test_model_saved_under_the_old_type_names_still_loads(fitted, data, tmp_path
     np.testing.assert_array_equal(loaded.decision_function(new), fitted.decision_function(new))
 
 
-def _head_only(classifier=None) -> GapClassifier:
-    """A model fitted on synthetic GAP vectors: no network runs (nor is checked on load)."""
-    rng = np.random.default_rng(0)
-    X = np.abs(rng.normal(size=(20, 8))).astype(np.float32)
-    y = np.array(["a", "b"] * 10)
-    meta = {"backbone": "vgg16", "layer": "block5_conv3", "stride": 16, "input_size": "32x32",
-            "precision": "float32", "weights": {"name": "random(seed=0)", "sha256": "cd" * 32},
-            "gapsvm_version": "0.0"}
-    model = GapClassifier(LinearSVC() if classifier is None else classifier, weights=None,
-                          input_size=(32, 32))
-    return model.fit_features(X, y, meta)
-
-
 def test_skops_file_renamed_joblib_is_read_the_safe_way(tmp_path) -> None:
-    model = _head_only()
+    model = head_only_model()
     renamed = tmp_path / "m.joblib"
     save_model(model, tmp_path / "m.skops").rename(renamed)
     for trusted in (False, True):
@@ -279,7 +266,7 @@ def test_skops_file_renamed_joblib_is_read_the_safe_way(tmp_path) -> None:
 
 
 def test_skops_file_renamed_joblib_keeps_refusing_untrusted_types(tmp_path) -> None:
-    model = _head_only(make_pipeline(HomeMadeScaler(), LinearSVC()))
+    model = head_only_model(make_pipeline(HomeMadeScaler(), LinearSVC()))
     renamed = tmp_path / "m.joblib"
     save_model(model, tmp_path / "m.skops").rename(renamed)
     with pytest.raises(ModelLoadError, match=r"HomeMadeScaler; refusing to load it"):
@@ -309,7 +296,7 @@ def test_model_file_of_another_name_must_be_a_skops_zip(tmp_path) -> None:
 def test_a_model_that_would_load_only_when_trusted_is_not_written_on_request(tmp_path) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
-    forest = _head_only(RandomForestClassifier(n_estimators=3, random_state=0))
+    forest = head_only_model(RandomForestClassifier(n_estimators=3, random_state=0))
     assert untrusted_types_of(forest) == ["sklearn.tree._tree.Tree"]
     with pytest.raises(ValueError) as info:
         save_model(forest, tmp_path / "rf.skops", require_safe_load=True)
@@ -323,8 +310,8 @@ def test_a_model_that_would_load_only_when_trusted_is_not_written_on_request(tmp
     X = np.abs(np.random.default_rng(1).normal(size=(5, 8))).astype(np.float32)
     np.testing.assert_array_equal(loaded.head_.predict_proba(X), forest.head_.predict_proba(X))
     # A linear head holds nothing untrusted, and without the request nothing is checked.
-    assert untrusted_types_of(_head_only()) == []
-    save_model(_head_only(), tmp_path / "linear.skops", require_safe_load=True)
+    assert untrusted_types_of(head_only_model()) == []
+    save_model(head_only_model(), tmp_path / "linear.skops", require_safe_load=True)
     save_model(forest, tmp_path / "api.skops")
     with pytest.raises(ModelLoadError, match=r"sklearn\.tree\._tree\.Tree"):
         load_model(tmp_path / "api.skops", check_weights=False)

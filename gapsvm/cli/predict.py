@@ -59,6 +59,10 @@ def add_parser(sub: Any) -> None:
         add_alpha(q)
         q.add_argument("--save-npy", action="store_true",
                        help="also save the raw feature-resolution maps (.npy)")
+        q.add_argument("--boxes", action="store_true",
+                       help="draw the box of the CAM's largest region (magenta) at the "
+                            "model's calibrated box threshold (gapsvm evaluate --calibrate), "
+                            "else 0.2 of its maximum")
         q.set_defaults(handler=cmd_cam)
 
 
@@ -130,6 +134,7 @@ def _write_overlays(
     from gapsvm.core.output import output_name, safe_label, unique_names
     from gapsvm.core.overlay import draw_overlay
 
+    threshold = _box_threshold(model) if args.boxes else None
     info = model.explain([p for p, _ in chunk], target, on_error="skip")
     print_problems(info.errors)
     _print_downscaled([p for p, _ in chunk], info, model.input_size)
@@ -147,13 +152,30 @@ def _write_overlays(
             print_problems([exc])
             continue
         try:
-            written += _write_one(out, name, draw_overlay(img, cam, alpha=args.alpha),
+            boxes = () if threshold is None else _cam_boxes(cam, img, threshold)
+            written += _write_one(out, name,
+                                  draw_overlay(img, cam, alpha=args.alpha, pred_boxes=boxes),
                                   cam if args.save_npy else None)
         except (OSError, ValueError) as exc:
             n_failed += 1
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             print(f"{path}: overlay not written ({out / name}): {reason}", file=sys.stderr)
     return written, n_bad, n_failed
+
+
+def _box_threshold(model: Any) -> float:
+    from gapsvm.estimator.box_settings import box_threshold
+
+    return box_threshold(model)[0]
+
+
+def _cam_boxes(cam: np.ndarray, img: np.ndarray, threshold: float) -> list:
+    """``--boxes``: the largest region's box of the CAM upsampled to the image, as
+    :meth:`GapClassifier.boxes <gapsvm.estimator.classifier.GapClassifier.boxes>` draws it."""
+    from gapsvm.core.boxes import cam_to_boxes
+    from gapsvm.core.cam import upsample_cam
+
+    return cam_to_boxes(upsample_cam(cam, img.shape[:2]), threshold, "largest")
 
 
 def _print_downscaled(paths: list[str], info: Any, input_size: Any) -> None:

@@ -86,6 +86,16 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         tells training images from new ones) with ``train_keys_preprocess_version`` and,
         when cross-validation ran,
         ``cv_folds``, ``cv_accuracy_mean``, ``cv_accuracy_std`` and ``cv_scores``.
+    box_threshold_ : float
+        Set only by calibration (``gapsvm evaluate --calibrate``): the box threshold that
+        localised best on the calibration set; :meth:`boxes`, ``gapsvm cam --boxes`` and
+        ``gapsvm evaluate`` use it by default.
+    box_scales_ : tuple
+        Set with ``box_threshold_``: the network inputs it was chosen at (scales of each
+        photo, or fixed ``(h, w)``), the default inputs of :meth:`boxes` and ``evaluate``.
+    box_calibration_ : str
+        Set with ``box_threshold_``: where it was chosen, e.g. ``"calibrated on cal.csv
+        (305 images)"``.
 
     See Also
     --------
@@ -429,26 +439,29 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
         self,
         X: Any,
         target: Any = None,
-        threshold: float = 0.2,
+        threshold: float | None = None,
         mode: str = "largest",
         input_size: Any = "fit",
     ) -> list[list[Any]]:
         """Bounding boxes of where each image's CAM is at least ``threshold`` of its maximum.
 
         The CAM of :meth:`explain` is upsampled to the image's own size and passed to
-        :func:`gapsvm.boxes.cam_to_boxes` (the CAM paper's 20 % rule by default).
+        :func:`gapsvm.boxes.cam_to_boxes`.
 
         Parameters
         ----------
         X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
         target : None, label or sequence of labels, default=None
             As in :meth:`cam`: None explains each image's predicted class.
-        threshold : float, default=0.2
-            Fraction of the map's maximum, in [0, 1].
+        threshold : float or None, default=None
+            Fraction of the map's maximum, in [0, 1]; None is ``box_threshold_`` when
+            calibration recorded one, else 0.2 (the CAM paper's rule).
         mode : {"largest", "all"}, default="largest"
             The largest connected region's box, or one box per region (highest peak first).
         input_size : default="fit"
             Network input size for this call, e.g. ``2.0`` for photos with small objects.
+            ``"fit"`` is ``box_scales_`` when calibration recorded them (several: the mean of
+            the upsampled CAMs), else the size the model was fitted at.
 
         Returns
         -------
@@ -464,18 +477,12 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             Unknown target class, ``"all"`` (one class per image here), ``threshold``
             outside [0, 1] or an unknown ``mode``.
         """
-        from gapsvm.core.boxes import cam_to_boxes
+        from gapsvm.estimator.box_settings import boxes_of
 
         if is_all(target):
             raise ValueError("boxes() draws one class per image: give a label, a list of "
                              "labels or None, not 'all' (that is for cam() and explain())")
-        # Checked before the network runs, not after.
-        cam_to_boxes(np.ones((1, 1)), threshold, mode)
-        info = self.explain(X, target, input_size=input_size)
-        return [
-            cam_to_boxes(upsample_cam(m, hw), threshold, mode)
-            for m, hw in zip(info.cams, info.image_hw, strict=True)
-        ]
+        return boxes_of(self, X, target, threshold, mode, input_size)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

@@ -54,6 +54,7 @@ from gapsvm.core.metrics.baselines import BASELINES, BaselineInput, MethodMaps, 
 from gapsvm.core.output import output_name, path_inside, safe_label, unique_names, write_png
 from gapsvm.core.overlay import evaluation_overlay
 from gapsvm.core.sizes import parse_input_size, parse_scales
+from gapsvm.estimator.box_settings import box_scales, box_threshold
 from gapsvm.estimator.targets import class_index
 from gapsvm.network.backbone.registry import get_spec
 from gapsvm.utils.checks import check_choice, check_int
@@ -73,7 +74,11 @@ from gapsvm.workflows.evaluate.table import (
 
 __all__ = [
     "METHODS",
+    "cam_image",
+    "class_indices",
+    "class_maps_of",
     "evaluate",
+    "parse_sizes",
     "write_report",
 ]
 
@@ -89,6 +94,7 @@ class _Settings:
     scales: tuple[Size, ...]
     mode: str
     threshold: float
+    threshold_source: str
     seed: int
     stride: int  # the backbone's: image pixels per feature cell at scale 1
     faithfulness: Faithfulness
@@ -100,7 +106,7 @@ class _Settings:
         return max(1, round(self.stride * factor))
 
 
-def _parse_sizes(sizes: Sequence[Any] | str | float) -> tuple[Size, ...]:
+def parse_sizes(sizes: Sequence[Any] | str | float) -> tuple[Size, ...]:
     """Scales (``1``, ``"x2"``, ``"native"``) and fixed sizes (``(224, 224)``), in order."""
     if isinstance(sizes, str | numbers.Real):
         return parse_scales(sizes)
@@ -141,7 +147,7 @@ def _check_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
-def _class_indices(classes: np.ndarray, annotations: Sequence[Annotation]) -> list[int]:
+def class_indices(classes: np.ndarray, annotations: Sequence[Annotation]) -> list[int]:
     """Each annotation's class index; every unknown label is an error before any work."""
     indices = []
     for ann in annotations:
@@ -155,14 +161,25 @@ def _class_indices(classes: np.ndarray, annotations: Sequence[Annotation]) -> li
     return indices
 
 
+def class_maps_of(extracted: list[Any], j: int, W: np.ndarray) -> list[np.ndarray]:
+    """Image ``j``'s every-class maps ``(h', w', k)``, one per network input, in float64."""
+    return [np.tensordot(np.asarray(res.maps[j], dtype=np.float64), W.T, axes=([2], [0]))
+            for res in extracted]
+
+
+def cam_image(class_maps: list[np.ndarray], c: int, hw: tuple[int, int]) -> np.ndarray:
+    """The CAM of class ``c``: upsampled from each input to the photo, averaged over inputs
+    (the map evaluate boxes, and calibration too)."""
+    return np.mean(
+        [upsample_cam(cm[:, :, c].astype(np.float32), hw) for cm in class_maps], axis=0
+    ).astype(np.float64)
+
+
 def _photo(
     extracted: list[Any], j: int, path: str, W: np.ndarray, need_image: bool,
     faith: Faithfulness, predicted: int,
 ) -> _Photo:
-    class_maps = [
-        np.tensordot(np.asarray(res.maps[j], dtype=np.float64), W.T, axes=([2], [0]))
-        for res in extracted
-    ]
+    class_maps = class_maps_of(extracted, j, W)
     hw = extracted[0].image_hw[j]
     image = read_image(path) if need_image else None
     # Image-space runs compare masked images with the unmasked one passed through the same
@@ -176,15 +193,12 @@ def _photo(
 
 def _cam_maps(photo: _Photo, c: int, st: _Settings) -> MethodMaps:
     """The CAM of class ``c``: upsampled from each scale to the photo, averaged over scales."""
-    cam_image = np.mean(
-        [upsample_cam(cm[:, :, c].astype(np.float32), photo.hw) for cm in photo.class_maps],
-        axis=0,
-    ).astype(np.float64)
+    image = cam_image(photo.class_maps, c, photo.hw)
     if len(photo.class_maps) == 1:
         cam_grid = photo.class_maps[0][:, :, c]
     else:
-        cam_grid = M.pool_to_grid(cam_image, photo.grid_hw)
-    return method_maps(cam_image, cam_grid, st.threshold, st.mode)
+        cam_grid = M.pool_to_grid(image, photo.grid_hw)
+    return method_maps(image, cam_grid, st.threshold, st.mode)
 
 
 def _score_pair(
@@ -234,9 +248,10 @@ def evaluate(
     model: Any,
     annotations: Sequence[Annotation],
     *,
-    scales: Sequence[float] = (1.0,),
+    scales: Sequence[float] | None = None,
     mode: str = "largest",
-    threshold: float = 0.2,
+    threshold: float | None = None,
+    threshold_source: str | None = None,
     faithfulness: str = "features",
     n_steps: int = 32,
     image_steps: int = 8,
@@ -261,7 +276,8 @@ def evaluate(
     annotations : sequence of Annotation
         From :func:`~gapsvm.core.boxes_csv.read_boxes_csv`; labels must be model classes
         (compared as text).
-    scales : sequence of float or (h, w), default (1.0,)
+    scales : sequence of float or (h, w), optional
+        Default: the model's calibrated ``box_scales_`` when recorded, else ``(1.0,)``.
         Network inputs: scales relative to each photo, or fixed ``(h, w)`` sizes such as
         ``(224, 224)`` (the size a head was trained at); several give a multi-scale CAM (the
         mean of the CAMs upsampled to the photo). The first input's feature maps give the
@@ -269,8 +285,13 @@ def evaluate(
     mode : {"largest", "all"}, default "largest"
         Boxes drawn and used for box recall and precision (IoU >= 0.5): the largest
         component's box, or one box per component. IoU and CorLoc always use the largest.
-    threshold : float, default 0.2
-        Box threshold as a fraction of the map's maximum.
+    threshold : float, optional
+        Box threshold as a fraction of the map's maximum; default the model's calibrated
+        ``box_threshold_`` when recorded, else 0.2
+        (:func:`~gapsvm.estimator.box_settings.box_threshold`).
+    threshold_source : str, optional
+        Where ``threshold`` came from, for the report (e.g. ``"calibrated on cal.csv (40
+        images)"``); default ``"given"`` for a given threshold, else the recorded source.
     faithfulness : {"features", "image", "none"}, default "features"
         See :mod:`gapsvm.workflows.evaluate.faithfulness`.
     n_steps : int, default 32
@@ -312,9 +333,12 @@ def evaluate(
     ImageReadError
         An image became unreadable after the CSV was read (overlays already written stay).
     """
-    scales = _parse_sizes(scales)
+    recorded = box_scales(model)
+    scales = parse_sizes(scales if scales is not None else recorded or (1.0,))
     check_choice(mode, "mode", _MODES)
+    threshold, source = box_threshold(model, threshold)
     threshold = _check_threshold(threshold)
+    source = threshold_source or source
     check_choice(faithfulness, "faithfulness", FAITHFULNESS)
     for name, v in (("n_steps", n_steps), ("image_steps", image_steps),
                     ("chunk_size", chunk_size)):
@@ -322,7 +346,7 @@ def evaluate(
     if not annotations:
         raise ValueError("no annotations to evaluate")
     W, b = model.head_.cam_weights()
-    targets = _class_indices(model.classes_, annotations)
+    targets = class_indices(model.classes_, annotations)
     out = None if out_dir is None else Path(out_dir) / "overlays"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -332,7 +356,7 @@ def evaluate(
         b,
         image_scorer(model, scales[0]) if faithfulness == "image" else None,
     )
-    st = _Settings(scales, mode, threshold, seed, get_spec(model.backbone).stride, faith)
+    st = _Settings(scales, mode, threshold, source, seed, get_spec(model.backbone).stride, faith)
 
     by_file: dict[str, list[int]] = {}
     for i, ann in enumerate(annotations):
@@ -383,6 +407,7 @@ def _report(
             "scales": [list(s) if isinstance(s, tuple) else s for s in st.scales],
             "mode": st.mode,
             "threshold": st.threshold,
+            "threshold_source": st.threshold_source,
             "faithfulness": faith.kind,
             "n_steps": faith.n_steps,
             "seed": st.seed,

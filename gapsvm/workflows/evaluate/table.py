@@ -285,9 +285,12 @@ def _header(report: dict[str, Any]) -> str:
         "image": f"image pixels, {st['n_steps']} steps",
         "none": "not computed",
     }
+    # Where the threshold came from (calibrated, given, default); older reports lack it.
+    source = f" ({st['threshold_source']})" if st.get("threshold_source") else ""
     return (
         f"{counts['images']} images, {counts['pairs']} (image, label) pairs, "
-        f"{counts['gt_boxes']} boxes; CAM at scale {scales}, threshold {st['threshold']:g}, "
+        f"{counts['gt_boxes']} boxes; CAM at scale {scales}, threshold {st['threshold']:g}"
+        f"{source}, "
         f"mode {st['mode']}; faithfulness on {faith[st['faithfulness']]} "
         f"(scores: {st['probabilities']})"
     )
