@@ -287,3 +287,70 @@ def test_backbones_bench_is_in_the_plan() -> None:
         assert kwargs["warmup"] >= 1 and kwargs["batches"] >= 1
     assert run.plan("quick")["backbones"][0]["batches"] < run.plan("default")["backbones"][0][
         "batches"]
+
+
+# -- issue 13's tables (benchmarks/wsol.py) ---------------------------------------------
+def test_wsol_split_keeps_near_duplicates_together() -> None:
+    from benchmarks import wsol
+
+    labels = np.array(["a"] * 20 + ["b"] * 12)
+    groups = np.array([f"g{i // 2}" for i in range(32)])  # pairs of near-duplicates
+    parts = wsol.split(labels, groups)
+    joined = np.concatenate(list(parts.values()))
+    assert sorted(joined.tolist()) == list(range(32))  # disjoint and complete
+    owner = {g: k for k, idx in parts.items() for g in groups[idx]}
+    assert all(owner[g] == k for k, idx in parts.items() for g in groups[idx])
+    train = labels[parts["train"]]
+    assert (train == "a").sum() == 10 and (train == "b").sum() == 6
+    assert parts["calibration"].size >= 1 and parts["scored"].size >= 1
+    assert np.array_equal(wsol.split(labels, groups)["scored"], parts["scored"])  # seeded
+
+
+def test_wsol_union_box_covers_every_component_the_largest_only_one() -> None:
+    from benchmarks import wsol
+
+    m = np.zeros((20, 40))
+    m[2:8, 2:12] = 1.0  # the larger blob, 60 px
+    m[12:16, 30:34] = 0.8  # a smaller one
+    gt = [(2, 2, 34, 16)]  # the box around both
+    t = np.array([0.5])
+    largest = wsol.sweep_ious(m, gt, t, of_max=True)
+    union = wsol.sweep_ious(m, gt, t, of_max=True, union=True)
+    assert union[0] == pytest.approx(1.0)
+    assert largest[0] == pytest.approx(60 / (32 * 14))
+    # Above the smaller blob's peak only the larger one remains: both boxes agree.
+    assert wsol.sweep_ious(m, gt, np.array([0.9]), of_max=True, union=True)[0] == largest[0]
+    assert not wsol.sweep_ious(-m, gt, t, of_max=True).any()  # no positive value: no box
+
+
+@pytest.mark.slow
+def test_wsol_quick_tables(shared_data, caltech_slice, tmp_path) -> None:
+    from benchmarks import wsol
+
+    out = wsol.run(6, folds=2, cache_dir=tmp_path / "c", **TINY)
+    assert [(r["set"], r["head"]) for r in out["accuracy"]] == [
+        (s, h) for s in wsol.DATASETS for h in ("LinearSVC", "LogisticRegression")]
+    for r in out["accuracy"]:
+        assert r["images"] == 6 * r["classes"]
+        assert all(0 <= r[k] <= 1 for k in ("cv_mean", "cv_std", "grouped_mean", "grouped_std"))
+    for loc in out["localisation"]:
+        ds = wsol.load_dataset(loc["set"], 6)
+        parts = wsol.split(ds.labels, ds.groups)
+        assert (loc["n_train"], loc["n_calibration"], loc["n_scored"]) == tuple(
+            parts[k].size for k in ("train", "calibration", "scored"))
+        rows = {r["method"]: r for r in loc["rows"]}
+        assert list(rows) == list(wsol.METHODS)
+        for r in loc["rows"]:
+            assert all(0 <= r[k] <= 1 for k in ("gt_known", "top1", "maxboxacc_v2")), r
+            assert r["top1"] <= r["gt_known"]
+            assert (r["threshold"] is None) == (r["method"] in ("centred box", "whole image"))
+        # The whole image's IoU with a box is the box's share of the image.
+        share = [max(b.area for b in ds.boxes[i]) / np.prod(ds.image_hw[i])
+                 for i in parts["scored"]]
+        assert rows["whole image"]["gt_known"] == pytest.approx(np.mean(np.array(share) >= 0.5))
+        assert (rows["centre-Gaussian (CAM threshold)"]["threshold"]
+                == rows["CAM"]["threshold"])
+    md = wsol.markdown(out).splitlines()
+    assert md[0].startswith("| set | images | classes | head | 5-fold |")
+    assert sum(line.startswith("| method |") for line in md) == len(wsol.DATASETS)
+    assert sum(line.startswith("| CAM |") for line in md) == len(wsol.DATASETS)
