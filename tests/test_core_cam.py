@@ -267,3 +267,16 @@ def test_upsampling_gives_the_requested_shape_within_the_input_range(cam, h, w):
 def test_upsampling_a_constant_map_stays_constant(value, h, w, H, W):
     up = upsample_cam(np.full((h, w), value, np.float32), (H, W))
     np.testing.assert_allclose(up, np.float32(value), rtol=1e-6, atol=1e-6)
+
+
+def test_fuse_cams_is_the_mean_of_the_upsampled_maps() -> None:
+    # several network inputs of one image: each map upsampled to the image, then averaged
+    from gapsvm.core.cam import fuse_cams
+
+    rng = np.random.default_rng(3)
+    small, large = rng.random((4, 6)).astype(np.float32), rng.random((8, 12)).astype(np.float32)
+    fused = fuse_cams([small, large], (32, 48))
+    want = (upsample_cam(small, (32, 48)) + upsample_cam(large, (32, 48))) / 2
+    assert fused.shape == (32, 48) and fused.dtype == np.float32
+    np.testing.assert_allclose(fused, want, rtol=1e-6)
+    np.testing.assert_array_equal(fuse_cams([small], (32, 48)), upsample_cam(small, (32, 48)))

@@ -13,7 +13,7 @@ so every class, in every head, has a row in :func:`class_weights`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ __all__ = [
     "NORMALIZATIONS",
     "class_activation_map",
     "class_weights",
+    "fuse_cams",
     "normalize_cam",
     "upsample_cam",
 ]
@@ -101,6 +102,24 @@ def upsample_cam(cam: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     if cam.shape == (h, w):
         return cam.copy()
     return cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def fuse_cams(cams: Sequence[np.ndarray], size_hw: tuple[int, int]) -> np.ndarray:
+    """One map from the CAMs of several network inputs: each upsampled, then their mean.
+
+    Parameters
+    ----------
+    cams : sequence of ndarray
+        2-D maps of one image and one class, one per network input (scale or size).
+    size_hw : tuple of int
+        (height, width) of the image.
+
+    Returns
+    -------
+    ndarray of shape size_hw
+        The mean of :func:`upsample_cam` of every map, in their dtype.
+    """
+    return np.mean([upsample_cam(c, size_hw) for c in cams], axis=0)
 
 
 def _minmax(cam: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gapsvm.core.boxes import Box, cam_to_boxes
-from gapsvm.core.cam import upsample_cam
+from gapsvm.core.cam import fuse_cams
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -97,6 +97,6 @@ def boxes_of(
     infos = [model.explain(X, target, input_size=s) for s in sizes]
     out = []
     for j, hw in enumerate(infos[0].image_hw):
-        cam = np.mean([upsample_cam(info.cams[j], hw) for info in infos], axis=0)
+        cam = fuse_cams([info.cams[j] for info in infos], hw)
         out.append(cam_to_boxes(cam, thr, mode))
     return out

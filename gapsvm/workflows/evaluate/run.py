@@ -48,7 +48,7 @@ import numpy as np
 
 from gapsvm.core import metrics as M
 from gapsvm.core.boxes_csv import Annotation
-from gapsvm.core.cam import upsample_cam
+from gapsvm.core.cam import fuse_cams
 from gapsvm.core.decode import read_image
 from gapsvm.core.metrics.baselines import BASELINES, BaselineInput, MethodMaps, method_maps
 from gapsvm.core.output import output_name, path_inside, safe_label, unique_names, write_png
@@ -170,9 +170,9 @@ def class_maps_of(extracted: list[Any], j: int, W: np.ndarray) -> list[np.ndarra
 def cam_image(class_maps: list[np.ndarray], c: int, hw: tuple[int, int]) -> np.ndarray:
     """The CAM of class ``c``: upsampled from each input to the photo, averaged over inputs
     (the map evaluate boxes, and calibration too)."""
-    return np.mean(
-        [upsample_cam(cm[:, :, c].astype(np.float32), hw) for cm in class_maps], axis=0
-    ).astype(np.float64)
+    return fuse_cams([cm[:, :, c].astype(np.float32) for cm in class_maps], hw).astype(
+        np.float64
+    )
 
 
 def _photo(
