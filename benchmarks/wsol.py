@@ -10,11 +10,14 @@ localisation (WSOL) on the two multi-class sets with boxes, ``caltech101_3`` and
   maximum, as :func:`gapsvm.core.boxes.cam_to_boxes` cuts) is chosen on the second for
   GT-known localisation; GT-known, top-1 and MaxBoxAccV2 are measured on the third only.
   The centre-Gaussian baseline gets its own calibrated threshold (``gapsvm evaluate``'s
-  ``gaussian`` column reuses the CAM's). Variants of issue 13 item 4 are extra rows: the
-  contrastive map (the class's CAM minus the mean of the other classes', from
-  ``cam(target="all")``), the union of all components' boxes instead of the largest
-  component's, and the two together. Bicubic upsampling is not measured: the public API
-  upsamples bilinearly only.
+  ``gaussian`` column reuses the CAM's). Variants of issue 13 item 4 are extra rows, each
+  with its own calibrated threshold: the contrastive map (the class's CAM minus the mean of
+  the other classes', from ``cam(target="all")``); the union of all components' boxes
+  instead of the largest component's; bicubic instead of bilinear upsampling; the
+  softmax-weighted map (``sum_c softmax(scores)_c CAM_c``); the network input at each
+  image's own aspect ratio, its short side at the fitted input's (the head trained on the
+  squashed input applies: GAP features do not depend on the size); and multi-scale fusion
+  (the mean of the upsampled CAMs at the fitted input and at twice it).
 
 Run: ``python -m benchmarks.wsol [--quick]``; features come through the cache
 (``cache_dir="auto"``, i.e. ``$GAPSVM_HOME/features``).
@@ -40,7 +43,9 @@ THRESHOLDS = np.round(np.arange(0.0, 1.0, 0.01), 2)
 IOU_MATCH = 0.5
 #: Localisation rows, in table order.
 METHODS = ("CAM", "CAM, union of components", "contrastive CAM",
-           "contrastive CAM, union of components", "centred box",
+           "contrastive CAM, union of components", "CAM, bicubic upsampling",
+           "softmax-weighted CAM", "CAM, native aspect", "CAM, multi-scale x1+x2",
+           "CAM, multi-scale x1+x2, union of components", "centred box",
            "whole image", "centre-Gaussian (own threshold)", "centre-Gaussian (CAM threshold)")
 QUICK_PER_CLASS = 10
 
@@ -167,27 +172,79 @@ def fixed_box_ious(ds: Dataset, idx: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def map_curves(clf: Any, ds: Dataset, idx: np.ndarray, chunk: int = 32) -> dict[str, Any]:
-    """Per map method, the IoU curves of the images ``idx``: ``"frac"`` over
-    :data:`THRESHOLDS` (fractions of the maximum), ``"norm"`` over MaxBoxAccV2's grid."""
+#: Map variants: row name -> (map kind of :func:`variant_maps`, union of components).
+MAP_SPECS: dict[str, tuple[str, bool]] = {
+    "CAM": ("cam", False), "CAM, union of components": ("cam", True),
+    "contrastive CAM": ("contrastive", False),
+    "contrastive CAM, union of components": ("contrastive", True),
+    "CAM, bicubic upsampling": ("bicubic", False), "softmax-weighted CAM": ("softmax", False),
+    "CAM, native aspect": ("native", False), "CAM, multi-scale x1+x2": ("multiscale", False),
+    "CAM, multi-scale x1+x2, union of components": ("multiscale", True),
+    "centre-Gaussian": ("gaussian", False)}
+
+
+def network_maps(clf: Any, ds: Dataset, part: np.ndarray, input_size: tuple[int, int]
+                 ) -> dict[str, list[np.ndarray]]:
+    """Feature-resolution maps of the images ``part``, raw (no normalisation).
+
+    ``all``: every class's CAM at ``input_size`` (one array (n_classes, h, w) per image);
+    ``x2``: the true class's CAM at twice ``input_size``; ``native``: the true class's CAM
+    at the image's own aspect ratio, its short side at ``min(input_size)`` (the head applies
+    at any size: GAP features do not depend on it).
+    """
+    paths = [ds.paths[i] for i in part]
+    labels = [ds.labels[i] for i in part]
+    feats = {"size": "features", "normalize": False}
+    big = (2 * input_size[0], 2 * input_size[1])
+    out = {"all": list(clf.cam(paths, target="all", **feats)),
+           "x2": list(clf.cam(paths, target=labels, input_size=big, **feats)), "native": []}
+    for i in part:  # one scale per image: each has its own short side
+        scale = min(input_size) / min(ds.image_hw[i])
+        out["native"].append(clf.cam([ds.paths[i]], target=[ds.labels[i]], input_size=scale,
+                                     **feats)[0])
+    return out
+
+
+def variant_maps(all_maps: np.ndarray, t: int, probs: np.ndarray, x2: np.ndarray,
+                 native: np.ndarray, hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Every map kind of :data:`MAP_SPECS` for one image of size ``hw``, at image resolution.
+
+    ``all_maps``: every class's raw CAM at the fitted input (n_classes, h, w); ``t``: the
+    true class's index; ``probs``: the softmax of the class scores; ``x2`` and ``native``:
+    the true class's CAM at twice the input and at the image's own aspect ratio.
+    """
+    from gapsvm.core import metrics as M
+    from gapsvm.core.cam import fuse_cams, upsample_cam
+
+    all_maps = np.asarray(all_maps, dtype=np.float32)
+    cam = all_maps[t]
+    others = np.delete(all_maps, t, axis=0).mean(axis=0)
+    # Upsampling is linear, so weighting before or after it gives the same map.
+    mix = np.tensordot(probs, all_maps, axes=(0, 0)).astype(np.float32)
+    return {"cam": upsample_cam(cam, hw), "bicubic": upsample_cam(cam, hw, "bicubic"),
+            "contrastive": upsample_cam(cam - others, hw), "softmax": upsample_cam(mix, hw),
+            "native": upsample_cam(native, hw), "multiscale": fuse_cams([cam, x2], hw),
+            "gaussian": M.center_map(hw)}
+
+
+def map_curves(clf: Any, ds: Dataset, idx: np.ndarray, scores: np.ndarray,
+               input_size: tuple[int, int], chunk: int = 32) -> dict[str, Any]:
+    """Per map method of :data:`MAP_SPECS`, the IoU curves of the images ``idx`` (whose class
+    scores are ``scores``): ``"frac"`` over :data:`THRESHOLDS` (fractions of the maximum),
+    ``"norm"`` over MaxBoxAccV2's grid."""
     from gapsvm.core import metrics as M
 
-    specs = {"CAM": ("cam", False), "CAM, union of components": ("cam", True),
-             "contrastive CAM": ("contrastive", False),
-             "contrastive CAM, union of components": ("contrastive", True),
-             "centre-Gaussian": ("gaussian", False)}
-    out = {k: {"frac": [], "norm": []} for k in specs}
+    out = {k: {"frac": [], "norm": []} for k in MAP_SPECS}
     classes = [str(c) for c in clf.classes_]
+    probs = M.scores_to_probabilities(scores)
     for start in range(0, idx.size, chunk):
         part = idx[start : start + chunk]
-        cams = clf.cam([ds.paths[i] for i in part], target="all", normalize=False)
-        for i, all_maps in zip(part, cams, strict=True):
-            all_maps = np.asarray(all_maps, dtype=np.float64)
-            t = classes.index(str(ds.labels[i]))
-            others = np.delete(all_maps, t, axis=0).mean(axis=0)
-            maps = {"cam": all_maps[t], "contrastive": all_maps[t] - others,
-                    "gaussian": M.center_map(ds.image_hw[i])}
-            for name, (kind, union) in specs.items():
+        net = network_maps(clf, ds, part, input_size)
+        for j, i in enumerate(part):
+            maps = variant_maps(net["all"][j], classes.index(str(ds.labels[i])),
+                                probs[start + j], net["x2"][j], net["native"][j],
+                                ds.image_hw[i])
+            for name, (kind, union) in MAP_SPECS.items():
                 m, gt = maps[kind], ds.boxes[i]
                 out[name]["frac"].append(sweep_ious(m, gt, THRESHOLDS, of_max=True, union=union))
                 out[name]["norm"].append(
@@ -212,6 +269,16 @@ def _score(frac: np.ndarray, norm: np.ndarray | None, cal: np.ndarray, sco: np.n
             "top1": M.top1_localisation(correct[sco], ious), "maxboxacc_v2": float(maxbox)}
 
 
+def fixed_size(input_size: Any) -> tuple[int, int]:
+    """The fitted network input as (h, w): the variants scale it, so it must be fixed."""
+    from gapsvm.core.sizes import parse_input_size
+
+    size = parse_input_size(input_size)
+    if not isinstance(size, tuple):
+        raise ValueError(f"the localisation table needs a fixed input size, got {input_size!r}")
+    return size
+
+
 def localisation(ds: Dataset, gap: np.ndarray, metadata: dict[str, Any],
                  settings: dict[str, Any]) -> dict[str, Any]:
     """Train on the split's training half, calibrate, score: one row per :data:`METHODS`."""
@@ -223,11 +290,12 @@ def localisation(ds: Dataset, gap: np.ndarray, metadata: dict[str, Any],
     clf = GapClassifier(LinearSVC(max_iter=10000), verbose=0, **settings)
     clf.fit_features(gap[parts["train"]], ds.labels[parts["train"]], metadata)
     rest = np.concatenate([parts["calibration"], parts["scored"]])
-    pred = clf.classes_[np.argmax(clf.class_scores(gap[rest]), axis=1)]
+    scores = clf.class_scores(gap[rest])
+    pred = clf.classes_[np.argmax(scores, axis=1)]
     correct = pred.astype(str) == ds.labels[rest].astype(str)
     cal = np.arange(parts["calibration"].size)
     sco = np.arange(cal.size, rest.size)
-    curves = map_curves(clf, ds, rest)
+    curves = map_curves(clf, ds, rest, scores, fixed_size(settings["input_size"]))
     rows = {name: _score(c["frac"], c["norm"], cal, sco, correct)
             for name, c in curves.items() if name != "centre-Gaussian"}
     g = curves["centre-Gaussian"]
@@ -301,10 +369,14 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from benchmarks.seed_accuracy import cpu_model
 
-    out = run(QUICK_PER_CLASS if a.quick else None)
-    print(f"\nCPU: {cpu_model()}, {os.cpu_count()} cores; input {INPUT_SIZE[0]}x{INPUT_SIZE[1]}"
-          f"{', quick slice' if a.quick else ''}\n")
-    print(markdown(out))
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; input {INPUT_SIZE[0]}x{INPUT_SIZE[1]}"
+          f"{', quick slice' if a.quick else ''}\n", flush=True)
+    outs = []
+    for name in DATASETS:  # each set's tables as soon as they are measured: a run is long
+        outs.append(run(QUICK_PER_CLASS if a.quick else None, datasets=[name]))
+        print(markdown(outs[-1]) + "\n", flush=True)
+    print("All sets:\n")
+    print(markdown({k: [r for o in outs for r in o[k]] for k in ("accuracy", "localisation")}))
 
 
 if __name__ == "__main__":

@@ -174,6 +174,64 @@ def test_upsample_rejects_bad_input() -> None:
         upsample_cam(np.zeros((2, 2)), (0, 4))
 
 
+def _resize_by_hand(cam: np.ndarray, size_hw: tuple[int, int], kernel) -> np.ndarray:
+    """Separable resampling with half-pixel centres and replicated borders, as OpenCV's."""
+
+    def axis(n_in: int, n_out: int) -> np.ndarray:
+        m = np.zeros((n_out, n_in))
+        for o in range(n_out):
+            x = (o + 0.5) * n_in / n_out - 0.5
+            base = int(np.floor(x))
+            for j in range(base - 2, base + 3):
+                m[o, min(max(j, 0), n_in - 1)] += kernel(x - j)
+        return m
+
+    rows, cols = axis(cam.shape[0], size_hw[0]), axis(cam.shape[1], size_hw[1])
+    return rows @ cam.astype(np.float64) @ cols.T
+
+
+def _linear(t: float) -> float:
+    return max(0.0, 1.0 - abs(t))
+
+
+def _cubic(t: float, a: float = -0.75) -> float:  # Keys' kernel with OpenCV's a = -0.75
+    t = abs(t)
+    if t <= 1:
+        return (a + 2) * t**3 - (a + 3) * t**2 + 1
+    return a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a if t < 2 else 0.0
+
+
+def test_upsample_interpolations_match_hand_resampling() -> None:
+    cam = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    size = (40, 56)  # stride 8, so every output pixel has one exact source position
+    bilinear = upsample_cam(cam, size)
+    np.testing.assert_allclose(bilinear, _resize_by_hand(cam, size, _linear), atol=1e-5)
+    np.testing.assert_array_equal(upsample_cam(cam, size, "bilinear"), bilinear)  # the default
+    bicubic = upsample_cam(cam, size, interpolation="bicubic")
+    assert bicubic.shape == size and bicubic.dtype == np.float32
+    np.testing.assert_allclose(bicubic, _resize_by_hand(cam, size, _cubic), atol=1e-3)
+    assert np.abs(bicubic - bilinear).max() > 0.05  # a visibly different map
+
+
+def test_bicubic_equals_bilinear_on_a_constant_map() -> None:
+    flat = np.full((4, 6), 2.5, np.float32)
+    np.testing.assert_allclose(upsample_cam(flat, (33, 47), "bicubic"),
+                               upsample_cam(flat, (33, 47), "bilinear"), atol=1e-5)
+
+
+def test_unknown_interpolation_is_a_clear_error() -> None:
+    from gapsvm.core.cam import INTERPOLATIONS, fuse_cams
+
+    for bad in ("nearest", "BICUBIC", None):
+        with pytest.raises(ValueError, match=r"unknown interpolation .*known: bilinear, bicubic"):
+            upsample_cam(np.zeros((2, 2)), (4, 4), bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        upsample_cam(np.zeros((4, 4)), (4, 4), "cubic")  # checked even when no resize is needed
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        fuse_cams([np.zeros((2, 2))], (4, 4), "lanczos")
+    assert list(INTERPOLATIONS) == ["bilinear", "bicubic"]
+
+
 # -- properties -----------------------------------------------------------------------------
 @FAST
 @given(maps_and_weights())
@@ -280,3 +338,7 @@ def test_fuse_cams_is_the_mean_of_the_upsampled_maps() -> None:
     assert fused.shape == (32, 48) and fused.dtype == np.float32
     np.testing.assert_allclose(fused, want, rtol=1e-6)
     np.testing.assert_array_equal(fuse_cams([small], (32, 48)), upsample_cam(small, (32, 48)))
+    cubic = fuse_cams([small, large], (32, 48), interpolation="bicubic")
+    want = (upsample_cam(small, (32, 48), "bicubic") + upsample_cam(large, (32, 48), "bicubic")) / 2
+    np.testing.assert_allclose(cubic, want, rtol=1e-6)
+    assert not np.allclose(cubic, fused)

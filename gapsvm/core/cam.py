@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "INTERPOLATIONS",
     "NORMALIZATIONS",
     "class_activation_map",
     "class_weights",
@@ -87,12 +88,52 @@ def class_activation_map(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def upsample_cam(cam: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of a 2-D map to ``size_hw`` (height, width).
+#: Upsampling interpolations by name, as OpenCV flags. ``bilinear`` is the default everywhere;
+#: ``bicubic`` overshoots a little near sharp peaks (its kernel has negative lobes), so a
+#: bicubic map may leave the range of its feature-resolution values. A new one is one entry.
+INTERPOLATIONS: dict[str, int] = {
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+}
 
-    OpenCV's bilinear resize uses half-pixel centres: feature cell ``i`` of a stride-16 map
-    lands at pixel ``16 i + 7.5``, the centre of the block it summarises.
+
+def _interpolation_flag(interpolation: str) -> int:
+    try:
+        return INTERPOLATIONS[interpolation]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown interpolation {interpolation!r}; known: {', '.join(INTERPOLATIONS)}"
+        ) from None
+
+
+def upsample_cam(
+    cam: np.ndarray, size_hw: tuple[int, int], interpolation: str = "bilinear"
+) -> np.ndarray:
+    """Upsample a 2-D map to ``size_hw`` (height, width).
+
+    OpenCV's resize uses half-pixel centres: feature cell ``i`` of a stride-16 map lands at
+    pixel ``16 i + 7.5``, the centre of the block it summarises.
+
+    Parameters
+    ----------
+    cam : ndarray of shape (h, w)
+    size_hw : tuple of int
+        (height, width) of the result.
+    interpolation : str, default="bilinear"
+        A key of :data:`INTERPOLATIONS`: ``"bilinear"`` or ``"bicubic"``.
+
+    Returns
+    -------
+    ndarray of shape size_hw, float32
+        A copy of ``cam`` when it already has that size.
+
+    Raises
+    ------
+    ValueError
+        Not a 2-D map, a size under 1, or an unknown ``interpolation`` (the message lists
+        the known ones).
     """
+    flag = _interpolation_flag(interpolation)
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise ValueError(f"expected a 2-D map, got shape {cam.shape}")
@@ -101,10 +142,12 @@ def upsample_cam(cam: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"target size must be positive, got {size_hw}")
     if cam.shape == (h, w):
         return cam.copy()
-    return cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(cam, (w, h), interpolation=flag)
 
 
-def fuse_cams(cams: Sequence[np.ndarray], size_hw: tuple[int, int]) -> np.ndarray:
+def fuse_cams(
+    cams: Sequence[np.ndarray], size_hw: tuple[int, int], interpolation: str = "bilinear"
+) -> np.ndarray:
     """One map from the CAMs of several network inputs: each upsampled, then their mean.
 
     Parameters
@@ -113,13 +156,15 @@ def fuse_cams(cams: Sequence[np.ndarray], size_hw: tuple[int, int]) -> np.ndarra
         2-D maps of one image and one class, one per network input (scale or size).
     size_hw : tuple of int
         (height, width) of the image.
+    interpolation : str, default="bilinear"
+        How each map is upsampled: a key of :data:`INTERPOLATIONS`.
 
     Returns
     -------
     ndarray of shape size_hw
         The mean of :func:`upsample_cam` of every map, in their dtype.
     """
-    return np.mean([upsample_cam(c, size_hw) for c in cams], axis=0)
+    return np.mean([upsample_cam(c, size_hw, interpolation) for c in cams], axis=0)
 
 
 def _minmax(cam: np.ndarray) -> np.ndarray:
