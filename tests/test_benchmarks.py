@@ -237,7 +237,10 @@ def test_explain_streams_maps_into_the_same_cams(shared_data, persons_slice, tmp
                         cache_dir=tmp_path / "c", batch_size=8)
     clf.fit([paths[i] for i in train], labels[train])
     info = clf.explain(shown)
-    fz = GapFeaturizer(weights=None, input_size=(32, 32), cache_dir=None, verbose=0).fit()
+    # The same batches as the model's: oneDNN may pick other kernels for another batch size,
+    # which changes the last bits of a float32 map.
+    fz = GapFeaturizer(weights=None, input_size=(32, 32), cache_dir=None, verbose=0,
+                       batch_size=8).fit()
     maps = fz.extract(shown, maps=True).maps
     W, _ = clf.head_.cam_weights()
     for cam, m, t in zip(info.cams, maps, info.target, strict=True):
@@ -323,6 +326,41 @@ def test_wsol_union_box_covers_every_component_the_largest_only_one() -> None:
     assert not wsol.sweep_ious(-m, gt, t, of_max=True).any()  # no positive value: no box
 
 
+def test_wsol_variant_maps_against_hand_computed_ones() -> None:
+    from benchmarks import wsol
+    from gapsvm.core.cam import upsample_cam
+
+    rng = np.random.default_rng(0)
+    all_maps = rng.normal(size=(3, 4, 5)).astype(np.float32)
+    x2, native = rng.normal(size=(8, 10)), rng.normal(size=(4, 9))
+    hw = (32, 40)
+    one_hot = wsol.variant_maps(all_maps, 1, np.array([0.0, 1.0, 0.0]), x2, native, hw)
+    assert set(one_hot) == {kind for kind, _ in wsol.MAP_SPECS.values()}
+    assert all(m.shape == hw for m in one_hot.values())
+    cam = upsample_cam(all_maps[1], hw)
+    np.testing.assert_allclose(one_hot["cam"], cam)
+    np.testing.assert_allclose(one_hot["softmax"], cam, atol=1e-6)  # all weight on the class
+    np.testing.assert_allclose(one_hot["contrastive"],
+                               cam - (upsample_cam(all_maps[0], hw)
+                                      + upsample_cam(all_maps[2], hw)) / 2, atol=1e-5)
+    np.testing.assert_allclose(one_hot["multiscale"], (cam + upsample_cam(x2, hw)) / 2, atol=1e-6)
+    np.testing.assert_allclose(one_hot["native"], upsample_cam(native, hw))
+    assert np.abs(one_hot["bicubic"] - cam).max() > 1e-3
+    # Uniform weights: the softmax map is the mean of the class maps.
+    flat = wsol.variant_maps(all_maps, 0, np.full(3, 1 / 3), x2, native, hw)
+    np.testing.assert_allclose(flat["softmax"], upsample_cam(all_maps.mean(axis=0), hw),
+                               atol=1e-5)
+
+
+def test_wsol_variants_need_a_fixed_input_size() -> None:
+    from benchmarks import wsol
+
+    assert wsol.fixed_size(224) == (224, 224) and wsol.fixed_size((64, 32)) == (64, 32)
+    for size in (None, 2.0):
+        with pytest.raises(ValueError, match="fixed input size"):
+            wsol.fixed_size(size)
+
+
 @pytest.mark.slow
 def test_wsol_quick_tables(shared_data, caltech_slice, tmp_path) -> None:
     from benchmarks import wsol
@@ -350,7 +388,56 @@ def test_wsol_quick_tables(shared_data, caltech_slice, tmp_path) -> None:
         assert rows["whole image"]["gt_known"] == pytest.approx(np.mean(np.array(share) >= 0.5))
         assert (rows["centre-Gaussian (CAM threshold)"]["threshold"]
                 == rows["CAM"]["threshold"])
+        if loc["set"] == "tinyimagenet_10":  # square images: their own aspect is the square's
+            assert rows["CAM, native aspect"] == {**rows["CAM"], "method": "CAM, native aspect"}
     md = wsol.markdown(out).splitlines()
     assert md[0].startswith("| set | images | classes | head | 5-fold |")
     assert sum(line.startswith("| method |") for line in md) == len(wsol.DATASETS)
     assert sum(line.startswith("| CAM |") for line in md) == len(wsol.DATASETS)
+
+
+# -- issue 14's detection table (benchmarks/detection.py) -------------------------------------
+def test_detection_split_alternates_photos_by_frame_number(shared_data) -> None:
+    from benchmarks import detection
+
+    even, odd = detection.photos()
+    frames = [int(a.filename.split("seg")[1].split(".")[0]) for a in even + odd]
+    assert len(even) == len(odd) == 20 and len(set(frames)) == 40
+    order = sorted(frames)
+    assert [int(a.filename.split("seg")[1].split(".")[0]) for a in even] == order[0::2]
+    assert [int(a.filename.split("seg")[1].split(".")[0]) for a in odd] == order[1::2]
+
+
+@pytest.mark.slow
+def test_detection_quick_table(shared_data, tmp_path) -> None:
+    from benchmarks import detection
+
+    out = detection.run(True, weights=None, cache_dir=tmp_path / "c", log=lambda _: None,
+                        picture=tmp_path / "p.png")
+    even, odd = detection.photos(detection.QUICK["photos"])
+    assert out["photos"] == {"even": len(even), "odd": len(odd)}
+    assert [r["method"] for r in out["rows"]] == [
+        'boxes(mode="all"), INRIA crops only', "detect, INRIA crops only",
+        "detect, INRIA crops + hard negatives", "detect, box-supervised (even photos)"]
+    for r in out["rows"]:  # every row is scored on the odd photos only
+        assert r["n_images"] == len(odd)
+        assert r["n_ground_truth"] == sum(len(a.boxes) for a in odd)
+        assert all(0 <= r[k] <= 1 for k in ("ap@0.5", "ap@0.3", "recall@1fppi", "best_recall"))
+        assert r["ap@0.3"] >= r["ap@0.5"] - 1e-12
+    s = out["settings"]
+    assert s["scales"] == detection.QUICK["scales"] and s["windows"] in detection.QUICK["windows"]
+    assert tuple(s["train_size"]) in detection.QUICK["train_sizes"]
+    assert out["baseline"]["threshold"] in detection.BASELINE_THRESHOLDS
+    assert out["mining"]["n_images"] == detection.QUICK["negatives"]
+    c = out["correlation"]
+    assert c["windows"] == 4 * len(odd) and -1 <= c["pearson"] <= 1
+    assert [t["precision"] for t in out["throughput"]] == ["float32"]
+    assert all(t["pyramid_per_s"] > 0 and t["one_pass_per_s"] > 0 for t in out["throughput"])
+    import cv2
+
+    drawn = cv2.imread(str(tmp_path / "p.png"))
+    assert drawn.shape == (*odd[0].image_hw, 3)
+    gray = cv2.cvtColor(drawn, cv2.COLOR_BGR2GRAY)
+    assert (gray == 255).any()  # the true boxes, in white, over the heat map
+    md = detection.markdown(out).splitlines()
+    assert md[0].startswith("| method | AP@0.5 |") and len(md) >= 2 + len(out["rows"])

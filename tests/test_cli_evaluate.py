@@ -155,3 +155,52 @@ def test_calibrate_on_one_image_score_the_other_and_record_it(tiny_model, tmp_pa
                            "--calibrate", both, "--out", tmp_path / "o5")
     assert code == 1 and "share 1 image(s) (e.g. 'p1.png')" in err
     assert not (tmp_path / "o5").exists()
+
+
+# -- --detect (issue 14) --------------------------------------------------------------------
+def test_detect_flags_are_shared_with_gapsvm_detect_and_keep_scales_for_the_cam() -> None:
+    got = _settings("--detect", "--detect-scales", "2,3", "--window", "8x4,10x5", "--stride",
+                    "2", "--nms-iou", "0.4", "--score-threshold", "-0.5", "--max-detections",
+                    "7", "--scales", "1,2")
+    assert got["detect"] is True and got["scales"] == (1.0, 2.0)  # the CAM's, as before
+    detect = vars(build_parser().parse_args(
+        ["detect", "m.skops", "x.png", "--target", "a", "--out", "o", "--scales", "2,3",
+         "--window", "8x4,10x5", "--stride", "2", "--nms-iou", "0.4", "--score-threshold",
+         "-0.5", "--max-detections", "7"]))
+    keys = ("detect_scales", "window", "stride", "nms_iou", "score_threshold", "max_detections")
+    assert {k: got[k] for k in keys} == {k: detect[k] for k in keys} == {
+        "detect_scales": (2.0, 3.0), "window": ((8, 4), (10, 5)), "stride": 2, "nms_iou": 0.4,
+        "score_threshold": -0.5, "max_detections": 7}
+    assert _settings()["detect"] is False
+
+
+@pytest.mark.slow
+def test_detect_adds_pooled_detection_metrics_to_the_table_and_json(tiny_model, tmp_path,
+                                                                     capsys) -> None:
+    from gapsvm.core.metrics.detection import detection_summary
+
+    model, anns, d = tiny_model
+    model.save(tmp_path / "m.skops")
+    boxes = _csv(tmp_path / "boxes.csv", [["p0.png", "b", 48, 16, 80, 48],
+                                          ["p1.png", "a", 0, 0, 32, 40],
+                                          ["p1.png", "a", 32, 40, 64, 80]])
+    code, printed, err = run_cli(capsys, "evaluate", tmp_path / "m.skops", boxes, "--images",
+                                 d / "imgs", "--faithfulness", "none", "-q", "--out",
+                                 tmp_path / "o", "--detect", "--detect-scales", "1,1.5",
+                                 "--window", "2x2", "--max-detections", "5")
+    assert code == 0, err
+    section = json.loads((tmp_path / "o" / "evaluation.json").read_text())["detection"]
+    assert set(section["per_class"]) == {"a", "b"}
+    for ann in anns:
+        dets = model.detect([ann.path], ann.label, scales=(1.0, 1.5), window="2x2",
+                            max_detections=5)
+        assert section["per_class"][ann.label]["detect"] == pytest.approx(
+            detection_summary(dets, [ann.boxes]), nan_ok=True)
+    assert section["settings"]["window"] == [[2, 2]]
+    assert section["settings"]["baseline"]["threshold"] == 0.2
+    assert "detection of 'b': 1 image(s), 1 box(es), pooled" in printed
+    assert 'boxes(mode="all")' in printed
+    # A model trained at each photo's own size has no default window: said before any work.
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "m.skops", boxes, "--images",
+                           d / "imgs", "-q", "--out", tmp_path / "o2", "--detect")
+    assert code == 1 and "window" in err and not (tmp_path / "o2").exists()

@@ -20,12 +20,19 @@ FLAGS = {
     "features": {"data_dir", "--out", "--input-size", "--precision", "--weights", "--backbone",
                  "--cache-dir", "--batch-size", "--quiet", "-q", "--strict", "--errors",
                  "--no-maps", "--scheduler", "--workers", "--chunk-size"},
-    "train": {"features", "--classifier", "--C", "--cv", "--seed", "--weights", "--out"},
+    "train": {"features", "--classifier", "--C", "--cv", "--seed", "--weights", "--out",
+              "--hard-negatives", "--mining-rounds", "--mining-scales", "--mining-per-image",
+              "--target", "--from-boxes", "--images", "--input-size", "--negatives-per-image",
+              "--cache-dir"},
     "predict": {"model", "images", "--trusted", "--input-size", "--precision", "--cache-dir",
                 "--batch-size", "--quiet", "-q", "--strict", "--csv"},
     "cam": {"model", "images", "--trusted", "--input-size", "--precision", "--cache-dir",
             "--batch-size", "--quiet", "-q", "--strict", "--target", "--out", "--alpha",
             "--save-npy", "--boxes"},
+    "detect": {"model", "images", "--trusted", "--input-size", "--precision", "--cache-dir",
+               "--batch-size", "--quiet", "-q", "--strict", "--target", "--out", "--alpha",
+               "--scales", "--window", "--stride", "--nms-iou", "--score-threshold",
+               "--max-detections"},
     "report": {"model", "images_dir", "--out", "--trusted", "--input-size", "--precision",
                "--cache-dir", "--batch-size", "--quiet", "-q", "--strict", "--target",
                "--boxes", "--alpha", "--max-per-class", "--title", "--note", "--notes"},
@@ -34,7 +41,9 @@ FLAGS = {
     "evaluate": {"model", "boxes_csv", "--images", "--out", "--scale", "--scales", "--mode",
                  "--threshold", "--faithfulness", "--steps", "--image-steps", "--seed",
                  "--inclusive-max", "--alpha", "--trusted", "--cache-dir", "--quiet", "-q",
-                 "--calibrate", "--calibration-images", "--calibrate-scales", "--save-model"},
+                 "--calibrate", "--calibration-images", "--calibrate-scales", "--save-model",
+                 "--detect", "--detect-scales", "--window", "--stride", "--nms-iou",
+                 "--score-threshold", "--max-detections"},
 }
 
 
@@ -83,7 +92,8 @@ def test_console_script_help(via) -> None:
     cmd = [str(exe)] if via == "console script" else [sys.executable, "-m", "gapsvm.cli"]
     res = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    for sub in ("weights", "features", "train", "predict", "cam", "report", "evaluate", "demo"):
+    for sub in ("weights", "features", "train", "predict", "cam", "detect", "report",
+                "evaluate", "demo"):
         assert sub in res.stdout
     res = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("gapsvm ")
@@ -155,6 +165,36 @@ def test_demo_help_shows_the_demo_sizes() -> None:
     assert (args.train_size, args.photo_size) == (workflow.TRAIN_SIZE, workflow.PHOTO_SIZE)
 
 
+def test_detect_flags_show_the_libraries_defaults_without_numpy() -> None:
+    # cli/_common.py spells detect()'s defaults so --help needs no numpy: they must stay its own.
+    import inspect
+
+    from gapsvm.cli import _common
+    from gapsvm.estimator.detection import DEFAULT_NMS_IOU, DEFAULT_SCALES, detect_of
+
+    assert _common.DETECT_SCALES == DEFAULT_SCALES and _common.DETECT_NMS_IOU == DEFAULT_NMS_IOU
+    defaults = {k: v.default for k, v in inspect.signature(detect_of).parameters.items()}
+    args = build_parser().parse_args(["detect", "m.skops", "x.png", "--target", "a",
+                                      "--out", "o"])
+    assert _common.detect_options(args) == {k: defaults[k] for k in (
+        "scales", "window", "stride", "nms_iou", "score_threshold", "max_detections")}
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [("--scales", "0", "scale"), ("--window", "8", "HxW"), ("--nms-iou", "1.5", "outside"),
+     ("--score-threshold", "nan", "finite"), ("--max-detections", "0", "too small"),
+     ("--stride", "x", "whole number")],
+)
+def test_bad_detect_options_are_usage_errors(capsys, flag, value, message) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["detect", "m.skops", "x.png", "--target", "a", "--out", "o",
+                                   flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and message in err
+
+
 @pytest.mark.parametrize("argv", [["-v", "weights", "info"], ["weights", "info", "-v"],
                                   ["weights", "info"]])
 def test_verbose_goes_before_or_after_the_command(argv) -> None:
@@ -167,6 +207,8 @@ HEAVY = ("tensorflow", "keras", "sklearn", "cv2", "scipy", "numpy")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["predict", "--help"],
+                                  ["detect", "--help"], ["evaluate", "--help"],
+                                  ["detect", "m.skops", "x.png", "--bogus"],
                                   ["features", "folder", "--bogus"],
                                   ["train", "f.joblib", "--cv", "many"],
                                   ["features", "folder", "--backbone", "resnet50"]])

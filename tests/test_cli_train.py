@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
+from pathlib import Path
 
 import _cli
 import pytest
@@ -115,3 +117,82 @@ def test_help_lists_exactly_the_short_classifier_names(capsys) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     assert "|".join(SHORT_NAMES) in capsys.readouterr().out
+
+
+# -- detection: hard negatives and box supervision ------------------------------------------
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "give either a features file (from `gapsvm features`) or --from-boxes"),
+        (["f.joblib", "--from-boxes", "b.csv", "--images", "."], ", not both"),
+        (["--from-boxes", "b.csv"], "--from-boxes needs --images DIR"),
+        (["f.joblib", "--images", "."], "--images needs --from-boxes"),
+        (["f.joblib", "--input-size", "128x64"], "--input-size needs --from-boxes"),
+        (["f.joblib", "--mining-rounds", "3"], "--mining-rounds needs --hard-negatives DIR"),
+        (["f.joblib", "--target", "person"], "--target needs --hard-negatives DIR"),
+        (["--from-boxes", "b.csv", "--images", ".", "--hard-negatives", "."],
+         "--hard-negatives mines against a features file's training vectors"),
+        (["f.joblib", "--hard-negatives", ".", "--mining-scales", "2,-1"],
+         "argument --mining-scales: scales must be positive"),
+        (["f.joblib", "--hard-negatives", ".", "--mining-rounds", "0"],
+         "argument --mining-rounds: 0 is too small"),
+        (["--from-boxes", "b.csv", "--images", ".", "--negatives-per-image", "-1"],
+         "argument --negatives-per-image: -1 is negative"),
+    ],
+)
+def test_features_or_boxes_usage_errors_exit_2(capsys, tmp_path, argv, message) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, "train", *argv, "--out", tmp_path / "x.skops")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("gapsvm train: error: ") and message in last, err
+    assert not (tmp_path / "x.skops").exists()
+
+
+def test_hard_negatives_mine_person_free_crops_and_say_so(capsys, features_file, persons,
+                                                          work) -> None:
+    paths, labels = persons
+    negs = work / "negatives"
+    negs.mkdir()
+    for p in [p for p, lab in zip(paths, labels, strict=True) if lab == "not_person"][-4:]:
+        shutil.copyfile(p, negs / Path(p).name)  # not among the training crops
+    out_model = work / "mined.skops"
+    rc, out, err = run_cli(capsys, "train", features_file, "--out", out_model, "--cv", "0",
+                           "--hard-negatives", negs, "--mining-rounds", "2",
+                           "--mining-scales", "2,3", "--cache-dir", work / "cache")
+    assert rc == 0, err
+    assert "mining round 1:" in out
+    model = load_model(out_model)
+    info = model.training_info_["hard_negatives"]
+    assert info["source"] == str(negs) and info["n_images"] == 4
+    assert info["target"] == "person" and info["negative_label"] == "not_person"
+    assert info["scales"] == "x2,x3" and info["windows"] == "8x4"
+    assert info["n_added"] == sum(info["added_per_round"]) and info["n_added"] > 0
+    assert model.training_info_["n_images"] == 12  # the features file's crops, as before
+
+
+def test_from_boxes_trains_a_box_supervised_model(capsys, shared_data, imagenet_ready,
+                                                  tmp_path) -> None:
+    src = shared_data / "boxes"
+    with open(src / "boxes.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = sorted({r["filename"] for r in rows})[:3]
+    boxes_csv = tmp_path / "three.csv"
+    with open(boxes_csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["filename"] in names)
+    n_boxes = sum(r["filename"] in names for r in rows)
+    out_model = tmp_path / "boxes.skops"
+    rc, out, err = run_cli(capsys, "train", "--from-boxes", boxes_csv, "--images",
+                           src / "images", "--negatives-per-image", "4", "--out", out_model,
+                           "--cache-dir", tmp_path / "cache")
+    assert rc == 0, err
+    assert f"3 photo(s): {n_boxes} box crop(s), 12 negative crop(s)" in out
+    model = load_model(out_model)
+    assert model.classes_.tolist() == ["not_person", "person"]
+    assert model.input_size == (128, 64) and model.weights == "imagenet"
+    info = model.training_info_
+    assert info["supervision"].startswith("box-supervised")
+    assert (info["n_photos"], info["n_positives"], info["n_negatives"]) == (3, n_boxes, 12)

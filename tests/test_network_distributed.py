@@ -2,7 +2,10 @@
 1 task thread each, TensorFlow pinned to 1 thread) on 40 real INRIA crops at 128x64.
 
 The reference is the ordinary single-process extraction in the test process, where
-TensorFlow uses every core: the distributed result must be bit-identical to it.
+TensorFlow uses every core: the distributed result must equal it up to float32 rounding. On
+some CPUs it is bit-identical; on others (an AMD EPYC of family 25, for one) oneDNN sums in
+an order that depends on the thread count and on how many images share a batch, which moves
+the last bits (differences of about 1e-6 of a feature's size).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ SIZE = (128, 64)
 
 def _featurizer(cache_dir) -> GapFeaturizer:
     return GapFeaturizer(input_size=SIZE, cache_dir=cache_dir, verbose=0)
+
+
+def _same(got: np.ndarray, want: np.ndarray) -> None:
+    """Equal up to float32 rounding: the same images through the same network (see above)."""
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
 
 
 def _images_run() -> int:
@@ -93,7 +102,7 @@ def test_identical_to_single_process_one_backbone_per_worker(client, paths40, re
     res = extract_distributed(fz, paths40, client, chunk_size=4)
     after = client.run(_images_run)
 
-    assert np.array_equal(res.gap, reference.gap)  # bit-identical, not just close
+    _same(res.gap, reference.gap)
     assert res.image_hw == reference.image_hw and res.input_hw == reference.input_hw
     assert res.errors == [] and res.maps is None and res.n_computed == 40  # a fresh cache
     assert res.metadata == _featurizer(None).fit().metadata()  # what a features file records
@@ -118,7 +127,8 @@ def test_identical_to_single_process_one_backbone_per_worker(client, paths40, re
         assert np.array_equal(entry.gap, g)
     # A second run is served from the cache, identically.
     again = extract_distributed(fz, paths40, client, chunk_size=16)
-    assert again.n_computed == 0 and np.array_equal(again.gap, reference.gap)
+    assert again.n_computed == 0
+    _same(again.gap, reference.gap)
 
 
 def test_another_client_in_the_same_process(client, paths40, reference, shared_cache):
@@ -137,7 +147,7 @@ def test_another_client_in_the_same_process(client, paths40, reference, shared_c
         t.start()
         t.join(timeout=120)
     assert not t.is_alive(), "the run hung with a second client in the process"
-    assert np.array_equal(out["res"].gap, reference.gap)
+    _same(out["res"].gap, reference.gap)
 
 
 def test_unreadable_images_reported_like_single_process(client, paths40, tmp_path):
@@ -213,7 +223,7 @@ def test_cli_workers_starts_and_closes_a_local_cluster(paths40, tmp_path, imagen
     assert time.perf_counter() - t0 < 60
     got = read_features_file(out)
     ref = _featurizer(None).fit().extract(sorted(str(data / n) for n in os.listdir(data)))
-    assert np.array_equal(got["X"], ref.gap)
+    _same(got["X"], ref.gap)
     # The cluster is gone: no worker process of the run is left behind.
     assert set(multiprocessing.active_children()) <= children
 
@@ -243,7 +253,8 @@ def test_killed_worker_costs_only_its_chunk(client, paths40, reference, tmp_path
         res = run.result(timeout=240)
 
     # Complete and identical, and the chunk in flight was finished by another process.
-    assert np.array_equal(res.gap, reference.gap[:n]) and res.errors == []
+    _same(res.gap, reference.gap[:n])
+    assert res.errors == []
     assert [c["start"] for c in res.chunks] == list(range(0, n, 4))
     assert any(c["pid"] != pids[victim] for c in res.chunks if c["start"] in lost)
     # The nanny restarted the worker: the cluster is back to two processes.

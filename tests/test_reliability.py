@@ -68,7 +68,8 @@ def test_api_folder_run_names_every_bad_file_and_computes_all_good_ones(corpus, 
     # Same pixels, same features: the non-ASCII name is only a name.
     i = paths.index(str(corpus.p("person/nön ascii é.png")))
     want = fz.transform([read_image(paths[i])])[0]
-    np.testing.assert_allclose(res.gap[i], want, rtol=1e-5, atol=1e-6)
+    # float32 rounding only: one image alone and in a batch of many can differ in the last bits
+    np.testing.assert_allclose(res.gap[i], want, rtol=1e-5, atol=1e-5)
 
     # on_error="raise" (the default): every readable image is computed and cached first,
     # then one error names the first bad file and counts the others.

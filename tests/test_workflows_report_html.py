@@ -178,3 +178,21 @@ def test_report_module_does_not_import_tensorflow():
             "import gapsvm.workflows.report.collect, gapsvm.workflows.report.html; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_card_says_how_a_detection_head_was_trained():
+    """Box supervision and mined hard negatives are named, not counted as training images."""
+    from gapsvm.workflows.report.html import _training_rows
+
+    boxed = dict(_training_rows({"supervision": "box-supervised: crops of the boxes in b.csv",
+                                 "n_photos": 20, "n_positives": 261, "n_negatives": 400,
+                                 "n_images": 661}))
+    assert "training images" not in boxed
+    assert boxed["supervision"].startswith("box-supervised") and "261 box crop(s)" in \
+        boxed["supervision"] and "20 photo(s)" in boxed["supervision"]
+    mined = dict(_training_rows({"n_images": 800, "hard_negatives": {
+        "n_added": 565, "rounds_run": 2, "n_images": 400, "source": "not_person",
+        "scales": "2,3,4"}}))
+    assert mined["training images"] == "800"
+    assert mined["hard negatives"] == ("565 window(s) mined in 2 round(s) from 400 image(s) of "
+                                       "not_person at scales 2,3,4")

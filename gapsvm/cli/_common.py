@@ -14,31 +14,49 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
     from gapsvm.core.scan import ScanProblem
 
 # Nothing heavier than argparse at module level: `gapsvm --help` and usage errors must not
 # wait for numpy or OpenCV (each function imports what it uses).
 
 __all__ = [
+    "DETECT_MAX_DETECTIONS",
+    "DETECT_NMS_IOU",
+    "DETECT_SCALES",
     "CLIError",
     "add_alpha",
     "add_backbone",
     "add_cache_dir",
+    "add_detect_flags",
     "add_featurizer_flags",
     "add_model",
     "add_quiet",
     "add_strict",
     "add_target",
     "add_weights",
+    "cam_target",
+    "check_out",
     "chunks",
+    "detect_options",
     "expand_inputs",
+    "image_run_status",
     "load_model_for",
     "positive_int",
+    "print_downscaled",
     "print_problems",
+    "scale_list_arg",
     "size_arg",
+    "start_image_run",
+    "unit_interval_arg",
     "verbose",
     "weights_arg",
     "whole_number",
+    "windows_arg",
+    "write_one",
 ]
 
 
@@ -170,6 +188,94 @@ def add_featurizer_flags(p: argparse.ArgumentParser, *, fit_defaults: bool) -> N
     add_strict(p)
 
 
+# -- detection (gapsvm detect, gapsvm evaluate --detect) -----------------------------------
+#: The defaults of :meth:`GapClassifier.detect <gapsvm.estimator.maps.MapsMixin.detect>`,
+#: spelled here because :mod:`gapsvm.estimator.detection` loads numpy: `--help` and usage
+#: errors must not wait for it. tests/test_cli_main.py checks they agree.
+DETECT_SCALES: tuple[float, ...] = (2.0, 2.5)
+DETECT_NMS_IOU = 0.3
+DETECT_MAX_DETECTIONS = 100
+
+
+def scale_list_arg(text: str) -> tuple[float, ...]:
+    """A pyramid of scales of each image's own size: ``2,2.5,3`` or ``x2,x3``."""
+    from gapsvm.core.sizes import parse_scales
+
+    try:
+        return parse_scales(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (scales of each image: 2,2.5,3)") from None
+
+
+def windows_arg(text: str) -> tuple[tuple[int, int], ...]:
+    """``--window``: window shapes in feature cells, as
+    :func:`gapsvm.core.detection.parse_windows` reads them."""
+    from gapsvm.core.detection import parse_windows
+
+    try:
+        return parse_windows(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _real(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def unit_interval_arg(text: str) -> float:
+    """A fraction in [0, 1], such as ``--nms-iou``."""
+    value = _real(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside [0, 1]")
+    return value
+
+
+def add_detect_flags(
+    p: argparse.ArgumentParser, *, scales_flag: str = "--scales", title: str | None = None
+) -> None:
+    """The options of :meth:`GapClassifier.detect`, read back by :func:`detect_options`.
+
+    ``scales_flag``: the pyramid's spelling (``evaluate`` has its own ``--scales``, so it
+    takes ``--detect-scales``); ``title``: put the options in an argument group of that name.
+    """
+    g: Any = p.add_argument_group(title) if title else p
+    g.add_argument(scales_flag, dest="detect_scales", type=scale_list_arg, metavar="S1,S2",
+                   default=DETECT_SCALES,
+                   help="input pyramid for detection: scales of each image's own size, one "
+                        "network pass each (default " + ",".join(f"{s:g}" for s in
+                                                                 DETECT_SCALES) + ")")
+    g.add_argument("--window", type=windows_arg, default=None, metavar="HxW",
+                   help="window shapes in feature cells, height x width, e.g. 8x4 or "
+                        "8x4,10x5 (default: the input size the head was trained at, in "
+                        "cells: 128x64 at stride 16 is 8x4)")
+    g.add_argument("--stride", type=positive_int, default=1,
+                   help="feature cells between two window positions (default 1)")
+    g.add_argument("--nms-iou", type=unit_interval_arg, default=DETECT_NMS_IOU,
+                   help="non-maximum suppression drops a window whose IoU with a better one "
+                        f"is above this (default {DETECT_NMS_IOU:g})")
+    g.add_argument("--score-threshold", type=_real, default=None, metavar="SCORE",
+                   help="keep windows whose decision value is at least this; 0 keeps what "
+                        "the head classifies as the target (default: no threshold, the best "
+                        "--max-detections of each image)")
+    g.add_argument("--max-detections", type=positive_int, default=DETECT_MAX_DETECTIONS,
+                   help="at most this many detections per image "
+                        f"(default {DETECT_MAX_DETECTIONS})")
+
+
+
+def detect_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :meth:`GapClassifier.detect` from :func:`add_detect_flags`."""
+    return {"scales": args.detect_scales, "window": args.window, "stride": args.stride,
+            "nms_iou": args.nms_iou, "score_threshold": args.score_threshold,
+            "max_detections": args.max_detections}
+
+
 # -- running -------------------------------------------------------------------------------
 def verbose(args: argparse.Namespace) -> int:
     """The ``verbose`` level of a run: 0 with ``--quiet``, else 1 (a bar on terminals)."""
@@ -242,3 +348,90 @@ def print_problems(problems: Sequence[Any]) -> None:
     """One ``path: reason`` line per file that could not be used, on standard error."""
     for problem in problems:
         print(f"{problem.path}: {problem.reason}", file=sys.stderr)
+
+
+# -- writing images (gapsvm cam, gapsvm detect) ------------------------------------------
+def cam_target(model: Any, target: str | None) -> Any:
+    """``--target`` as the model's class label (None: each image's prediction)."""
+    from gapsvm.estimator.targets import resolve_target
+
+    try:
+        return resolve_target(model.classes_, target)
+    except ValueError:
+        raise CLIError(f"unknown --target {target!r}; the model's classes are "
+                       f"{[str(c) for c in model.classes_]}") from None
+
+
+def check_out(out: Path, inputs: list[str]) -> None:
+    """``--out`` may be inside an input folder (it is then not scanned), not the folder itself:
+    this run's overlays would sit among its images and be read as images by the next."""
+    for item in inputs:
+        if os.path.isdir(item) and os.path.realpath(item) == os.path.realpath(out):
+            raise CLIError(
+                f"--out {str(out)!r} is the input folder {item!r}: the overlays would be read "
+                "as images on the next run; write them to another folder (a sub-folder of it "
+                "is fine: it is left out of the scan)"
+            )
+
+
+def print_downscaled(paths: list[str], info: Any, input_size: Any) -> None:
+    """One ``path: note: downscaled ...`` line per image the network saw smaller than asked
+    (over the bound on input pixels, :data:`gapsvm.core.sizes.MAX_INPUT_PIXELS`)."""
+    from gapsvm.core.sizes import downscale_note, parse_input_size
+
+    size = parse_input_size(input_size, max_pixels=None)
+    for path, image_hw, input_hw in zip(paths, info.image_hw, info.input_hw, strict=True):
+        note = image_hw and input_hw and downscale_note(image_hw, input_hw, size)
+        if note:
+            print(f"{path}: note: {note}", file=sys.stderr)
+
+
+def write_one(out: Path, name: str, rgb: np.ndarray, cam: np.ndarray | None) -> int:
+    """Write ``out/name`` (and its ``.npy`` beside it when ``cam`` is given); 1 once the PNG is
+    written. OSError or ValueError (a name resolving outside ``out``) say why not."""
+    from gapsvm.core.output import path_inside, write_npy, write_png
+
+    dest = path_inside(out, name)
+    write_png(dest, rgb)
+    if cam is not None:
+        try:
+            write_npy(dest.with_suffix(".npy"), cam)
+        except OSError:
+            dest.unlink(missing_ok=True)  # all of an image's files, or none
+            raise
+    return 1
+
+
+def start_image_run(
+    args: argparse.Namespace, check: Any = None
+) -> tuple[Path, Any, Any, list[tuple[str, str]], int]:
+    """What ``cam`` and ``detect`` do before any image: check ``--out``, load the model and
+    refuse a non-linear head, resolve ``--target``, run ``check(model)`` if given, scan the
+    inputs (naming what cannot be used) and create ``--out``.
+
+    Returns
+    -------
+    (out, model, target, items, n_unusable)
+        ``items`` as :func:`expand_inputs` gives them; ``n_unusable`` files were named.
+    """
+    from pathlib import Path
+
+    out = Path(args.out)
+    check_out(out, args.images)
+    model = load_model_for(args)
+    model.head_.cam_weights()  # a non-linear head fails here, before any image is read
+    target = cam_target(model, args.target)
+    if check is not None:
+        check(model)
+    scan: list = []
+    items = expand_inputs(args.images, scan, exclude=[str(out)])
+    out.mkdir(parents=True, exist_ok=True)
+    print_problems(scan)
+    return out, model, target, items, len(scan)
+
+
+def image_run_status(n_failed: int, n_bad: int, written: int, strict: bool) -> int:
+    """The exit status of ``cam`` and ``detect``: a file that could not be read is skipped
+    (as in ``predict``) unless ``--strict`` or nothing was written; one that could not be
+    written is the command's own failure."""
+    return 1 if n_failed or (n_bad and (strict or not written)) else 0

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from gapsvm.cli import evaluate, features, predict, report, train, weights
+from gapsvm.cli import detect, evaluate, features, predict, report, train, weights
 from gapsvm.cli._common import CLIError
 from gapsvm.cli._tensorflow import quiet_tensorflow
 
@@ -28,7 +28,7 @@ __all__ = [
 
 #: The command modules, in the order ``gapsvm --help`` lists them (the demo comes on top,
 #: in :mod:`gapsvm.cli.main`).
-COMMANDS: tuple[ModuleType, ...] = (weights, features, train, predict, report, evaluate)
+COMMANDS: tuple[ModuleType, ...] = (weights, features, train, predict, detect, report, evaluate)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

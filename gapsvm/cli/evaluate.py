@@ -18,8 +18,10 @@ from gapsvm.cli._common import (
     CLIError,
     add_alpha,
     add_cache_dir,
+    add_detect_flags,
     add_model,
     add_quiet,
+    detect_options,
     load_model_for,
     verbose,
 )
@@ -128,10 +130,33 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--inclusive-max", action="store_true", help="the CSV's x_max / y_max "
                    "are the last pixel inside the box (PASCAL VOC style): add one")
     _add_calibration_flags(e)
+    _add_detect_flags(e)
     add_alpha(e)
     add_cache_dir(e)
     add_quiet(e)
     e.set_defaults(handler=cmd_evaluate)
+
+
+def _add_detect_flags(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--detect", action="store_true",
+                   help="also score `gapsvm detect` as a detector (average precision at IoU "
+                        "0.5 and 0.3, recall at 1 false positive per image, best recall, "
+                        "pooled over the images with boxes of each class), beside the CAM's "
+                        "boxes --mode all scored by their mean CAM")
+    add_detect_flags(e, scales_flag="--detect-scales",
+                     title="detection (with --detect; as in gapsvm detect)")
+
+
+def _detection(args: argparse.Namespace, model: Any, anns: list, scales: Any,
+               threshold: float | None, source: str | None) -> dict[str, Any]:
+    """``--detect``: detect and the boxes(mode="all") baseline, pooled per class."""
+    from gapsvm.utils.progress import progress_bar
+    from gapsvm.workflows.evaluate import evaluate_detection
+
+    with progress_bar(len(anns), verbose(args), "detect") as bar:
+        return evaluate_detection(model, anns, detect_options=detect_options(args),
+                                  scales=scales, threshold=threshold, threshold_source=source,
+                                  progress=bar.update)
 
 
 def _check_calibration_flags(args: argparse.Namespace) -> None:
@@ -184,11 +209,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with ``--calibrate``, at the threshold chosen on another set."""
     from gapsvm.core.boxes_csv import read_boxes_csv
     from gapsvm.utils.progress import progress_bar
-    from gapsvm.workflows.evaluate import evaluate, format_table, write_report
+    from gapsvm.workflows.evaluate import (
+        evaluate,
+        format_detection_table,
+        format_table,
+        write_report,
+    )
 
     _check_calibration_flags(args)
     model = load_model_for(args)
     model.head_.cam_weights()  # a non-linear head fails here, before any image is read
+    if args.detect and args.window is None:
+        from gapsvm.estimator.detection import model_window
+
+        model_window(model)  # a model without a fixed training size needs --window: now
     anns = read_boxes_csv(args.boxes_csv, args.images, classes=model.classes_,
                           inclusive_max=args.inclusive_max)
     scales, threshold, source, calibration = args.scales, args.threshold, None, None
@@ -207,11 +241,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if calibration is not None:
         report["settings"]["calibration"] = calibration.as_json()
+    if args.detect:
+        report["detection"] = _detection(args, model, anns, scales, threshold, source)
     report["inputs"] = {"model": os.path.abspath(args.model),
                         "boxes_csv": os.path.abspath(args.boxes_csv),
                         "images": os.path.abspath(args.images)}
     write_report(report, Path(args.out) / "evaluation.json")
     print(format_table(report))
+    if args.detect:
+        print(format_detection_table(report["detection"]))
     print(f"{report['counts']['pairs']} overlay(s) and evaluation.json -> {args.out}")
     if calibration is not None and args.save_model:
         _save_calibrated(args, calibration)

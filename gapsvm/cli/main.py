@@ -2,10 +2,10 @@
 
 Subcommands follow the user's path: ``weights install`` once, then ``features`` (images ->
 cached GAP vectors in one file), ``train`` (a linear head, cross-validated, saved as
-``.skops``), ``predict`` and ``cam`` (overlay PNGs), ``report`` (one HTML page of CAMs),
-``evaluate`` (CAMs against boxes). ``demo`` runs that path on images bundled with
-scikit-image. Each group of commands is one module of this package; :mod:`gapsvm.cli.app`
-assembles them.
+``.skops``), ``predict`` and ``cam`` (overlay PNGs), ``detect`` (every instance of a class
+as scored boxes), ``report`` (one HTML page of CAMs), ``evaluate`` (CAMs against boxes).
+``demo`` runs that path on images bundled with scikit-image. Each group of commands is one
+module of this package; :mod:`gapsvm.cli.app` assembles them.
 """
 
 from __future__ import annotations

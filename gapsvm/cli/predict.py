@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gapsvm.cli._common import (
-    CLIError,
     add_alpha,
     add_featurizer_flags,
     add_model,
     add_target,
     chunks,
     expand_inputs,
+    image_run_status,
     load_model_for,
+    print_downscaled,
     print_problems,
+    start_image_run,
+    write_one,
 )
 
 if TYPE_CHECKING:
@@ -113,17 +115,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # -- cam -----------------------------------------------------------------------------------
-def _cam_target(model: Any, target: str | None) -> Any:
-    """``--target`` as the model's class label (None: each image's prediction)."""
-    from gapsvm.estimator.targets import resolve_target
-
-    try:
-        return resolve_target(model.classes_, target)
-    except ValueError:
-        raise CLIError(f"unknown --target {target!r}; the model's classes are "
-                       f"{[str(c) for c in model.classes_]}") from None
-
-
 def _write_overlays(
     model: Any, chunk: list[tuple[str, str]], target: Any, out: Path, args: argparse.Namespace,
     used: set[str],
@@ -137,7 +128,7 @@ def _write_overlays(
     threshold = _box_threshold(model) if args.boxes else None
     info = model.explain([p for p, _ in chunk], target, on_error="skip")
     print_problems(info.errors)
-    _print_downscaled([p for p, _ in chunk], info, model.input_size)
+    print_downscaled([p for p, _ in chunk], info, model.input_size)
     done = [(path, rel, cam, label) for (path, rel), cam, label
             in zip(chunk, info.cams, info.target_labels, strict=True) if cam is not None]
     names = unique_names(
@@ -153,7 +144,7 @@ def _write_overlays(
             continue
         try:
             boxes = () if threshold is None else _cam_boxes(cam, img, threshold)
-            written += _write_one(out, name,
+            written += write_one(out, name,
                                   draw_overlay(img, cam, alpha=args.alpha, pred_boxes=boxes),
                                   cam if args.save_npy else None)
         except (OSError, ValueError) as exc:
@@ -178,60 +169,12 @@ def _cam_boxes(cam: np.ndarray, img: np.ndarray, threshold: float) -> list:
     return cam_to_boxes(upsample_cam(cam, img.shape[:2]), threshold, "largest")
 
 
-def _print_downscaled(paths: list[str], info: Any, input_size: Any) -> None:
-    """One ``path: note: downscaled ...`` line per image the network saw smaller than asked
-    (over the bound on input pixels, :data:`gapsvm.core.sizes.MAX_INPUT_PIXELS`)."""
-    from gapsvm.core.sizes import downscale_note, parse_input_size
-
-    size = parse_input_size(input_size, max_pixels=None)
-    for path, image_hw, input_hw in zip(paths, info.image_hw, info.input_hw, strict=True):
-        note = image_hw and input_hw and downscale_note(image_hw, input_hw, size)
-        if note:
-            print(f"{path}: note: {note}", file=sys.stderr)
-
-
-def _write_one(out: Path, name: str, rgb: np.ndarray, cam: np.ndarray | None) -> int:
-    """Write ``out/name`` (and its ``.npy`` beside it when ``cam`` is given); 1 once the PNG is
-    written. OSError or ValueError (a name resolving outside ``out``) say why not."""
-    from gapsvm.core.output import path_inside, write_npy, write_png
-
-    dest = path_inside(out, name)
-    write_png(dest, rgb)
-    if cam is not None:
-        try:
-            write_npy(dest.with_suffix(".npy"), cam)
-        except OSError:
-            dest.unlink(missing_ok=True)  # all of an image's files, or none
-            raise
-    return 1
-
-
-def _check_out(out: Path, inputs: list[str]) -> None:
-    """``--out`` may be inside an input folder (it is then not scanned), not the folder itself:
-    this run's overlays would sit among its images and be read as images by the next."""
-    for item in inputs:
-        if os.path.isdir(item) and os.path.realpath(item) == os.path.realpath(out):
-            raise CLIError(
-                f"--out {str(out)!r} is the input folder {item!r}: the overlays would be read "
-                "as images on the next run; write them to another folder (a sub-folder of it "
-                "is fine: it is left out of the scan)"
-            )
-
-
 def cmd_cam(args: argparse.Namespace) -> int:
     """`gapsvm cam`: one class-activation overlay PNG per image."""
     from gapsvm.utils.progress import progress_bar
 
-    out = Path(args.out)
-    _check_out(out, args.images)
-    model = load_model_for(args)
-    model.head_.cam_weights()  # a non-linear head fails here, before any image is read
-    target = _cam_target(model, args.target)
-    scan: list = []
-    items = expand_inputs(args.images, scan, exclude=[str(out)])
-    out.mkdir(parents=True, exist_ok=True)
-    print_problems(scan)
-    n_bad, n_failed, written, used = len(scan), 0, 0, set()
+    out, model, target, items, n_bad = start_image_run(args)
+    n_failed, written, used = 0, 0, set()
     with progress_bar(len(items), 1 if not args.quiet else 0, "cam") as bar:
         for sl in chunks(len(items), max(model.batch_size, 32)):
             chunk_written, chunk_bad, chunk_failed = _write_overlays(
@@ -243,6 +186,4 @@ def cmd_cam(args: argparse.Namespace) -> int:
     print(f"{written} overlay(s) -> {out}")
     if n_failed:
         print(f"{n_failed} overlay(s) could not be written (listed above)", file=sys.stderr)
-    # A file that could not be read is skipped as in `predict`; one that could not be
-    # written is this command's own failure.
-    return 1 if n_failed or (n_bad and (args.strict or not written)) else 0
+    return image_run_status(n_failed, n_bad, written, args.strict)

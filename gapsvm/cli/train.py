@@ -1,4 +1,10 @@
-"""``gapsvm train``: a cross-validated linear head on a features file, saved as a model."""
+"""``gapsvm train``: a cross-validated linear head on a features file, saved as a model.
+
+``--hard-negatives DIR`` then mines the windows of person-free images the head scores
+highest and refits (:func:`gapsvm.workflows.detection.mine_hard_negatives`);
+``--from-boxes BOXES_CSV --images DIR`` trains on crops cut from boxed photos instead of a
+features file (:func:`gapsvm.workflows.detection.train_from_boxes`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,14 @@ import argparse
 import time
 from typing import Any
 
-from gapsvm.cli._common import add_weights
+from gapsvm.cli._common import (
+    add_cache_dir,
+    add_target,
+    add_weights,
+    positive_int,
+    size_arg,
+    whole_number,
+)
 
 # gapsvm.workflows.training imports scikit-learn: each function imports it when it runs, so
 # `gapsvm train --help` and usage errors need no scikit-learn.
@@ -48,6 +61,49 @@ def folds_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def scales_arg(text: str) -> tuple[float, ...]:
+    """``--mining-scales``: a list of scales (``2,3,4``)."""
+    from gapsvm.core.sizes import parse_scales
+
+    try:
+        return parse_scales(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_detection_flags(p: argparse.ArgumentParser) -> None:
+    """Hard-negative mining after training, and box supervision instead of a features file."""
+    g = p.add_argument_group("hard-negative mining (after training on a features file)")
+    g.add_argument("--hard-negatives", metavar="DIR", default=None,
+                   help="a folder of images with no instance of --target (e.g. INRIA's "
+                        "not_person crops): the windows the head scores highest there are "
+                        "added as negatives and the head refit (default: no mining)")
+    g.add_argument("--mining-rounds", type=positive_int, default=None, metavar="N",
+                   help="rounds of mining and refitting (default 2)")
+    g.add_argument("--mining-scales", type=scales_arg, default=None, metavar="LIST",
+                   help="input scales of each negative image's own size (default 2,3,4, "
+                        "for small crops)")
+    g.add_argument("--mining-per-image", type=positive_int, default=None, metavar="N",
+                   help="windows added per negative image and round, at most (default 5)")
+    add_target(g, "the class mined against (default: the second of two classes, e.g. "
+                  "person of not_person/person)")
+    g = p.add_argument_group("box supervision (instead of a features file)")
+    g.add_argument("--from-boxes", metavar="BOXES_CSV", default=None,
+                   help="train on crops of the boxes in this CSV and on random windows "
+                        "overlapping no box (IoU < 0.1); no cross-validation, as crops of "
+                        "one photo would fall on both sides of a fold (default: train on "
+                        "the features file)")
+    g.add_argument("--images", metavar="DIR", default=None,
+                   help="the folder the file names of --from-boxes are relative to "
+                        "(required with --from-boxes; no default)")
+    g.add_argument("--input-size", type=size_arg, default=None,
+                   help="network input the crops are resized to (default 128x64)")
+    g.add_argument("--negatives-per-image", default=None, metavar="N",
+                   type=lambda t: whole_number(t, 0, "{value} is negative"),
+                   help="negative crops cut per photo (default 20)")
+    add_cache_dir(g, default="auto")
+
+
 def add_parser(sub: Any) -> None:
     """Register ``train`` on the subcommand action ``sub``."""
     p = sub.add_parser(
@@ -56,7 +112,8 @@ def add_parser(sub: Any) -> None:
         epilog=f"Any --{NESTED_PREFIX}PARAM VALUE sets a classifier parameter, e.g. "
         f"--{NESTED_PREFIX}max_iter 2000.",
     )
-    p.add_argument("features", help="a features file written by `gapsvm features`")
+    p.add_argument("features", nargs="?", default=None,
+                   help="a features file written by `gapsvm features` (not with --from-boxes)")
     p.add_argument("--classifier", type=classifier_arg, default="linearsvc",
                    help=f"{'|'.join(SHORT_NAMES)} or a dotted class name (default linearsvc)")
     p.add_argument("--C", type=float, default=None,
@@ -64,12 +121,42 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cv", type=folds_arg, default=5,
                    help="cross-validation folds: 0 to skip, else 2 or more")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the cross-validation fold shuffle")
+                   help="seed of the cross-validation fold shuffle (and of the negative "
+                        "windows of --from-boxes)")
     add_weights(p, "auto", "the backbone weights: auto (default) takes them from the "
                 "features file; give a weights file again when the features came from one")
     p.add_argument("--out", default="model.skops", help="the model file to write")
+    _add_detection_flags(p)
     # The tokens the parser does not know are the classifier's (main passes them as `extra`).
-    p.set_defaults(handler=cmd_train, takes_nested_flags=True)
+    p.set_defaults(handler=cmd_train, takes_nested_flags=True, usage_error=p.error)
+
+
+_MINING_FLAGS = ("mining_rounds", "mining_scales", "mining_per_image", "target")
+_BOX_FLAGS = ("images", "input_size", "negatives_per_image")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Usage errors among the inputs: a features file or boxes, and the flags each takes."""
+    if (args.features is None) == (args.from_boxes is None):
+        args.usage_error("give either a features file (from `gapsvm features`) or "
+                         "--from-boxes BOXES_CSV --images DIR" + (
+                             ", not both" if args.features else ""))
+    if args.from_boxes and not args.images:
+        args.usage_error("--from-boxes needs --images DIR, the folder its file names are "
+                         "relative to")
+    if args.from_boxes and args.hard_negatives:
+        args.usage_error("--hard-negatives mines against a features file's training vectors; "
+                         "it does not combine with --from-boxes")
+    for name in _BOX_FLAGS:
+        if getattr(args, name) is not None and not args.from_boxes:
+            args.usage_error(f"{_flag(name)} needs --from-boxes")
+    for name in _MINING_FLAGS:
+        if getattr(args, name) is not None and not args.hard_negatives:
+            args.usage_error(f"{_flag(name)} needs --hard-negatives DIR")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -77,12 +164,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gapsvm.estimator.persist import save_model
     from gapsvm.workflows.training import nested_params, train_from_features
 
+    _check_inputs(args)
     t0 = time.perf_counter()
     params = nested_params(args.extra, NESTED_PREFIX)
     if args.C is not None:
         params.setdefault("C", args.C)
-    model = train_from_features(args.features, classifier=args.classifier, params=params,
-                                cv=args.cv, seed=args.seed, weights=args.weights)
+    if args.from_boxes:
+        model = _train_from_boxes(args, params)
+    else:
+        model = train_from_features(args.features, classifier=args.classifier, params=params,
+                                    cv=args.cv, seed=args.seed, weights=args.weights)
+        if args.hard_negatives:
+            model = _mine(args, model)
     save_model(model, args.out, require_safe_load=True)
     print(f"model -> {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def _train_from_boxes(args: argparse.Namespace, params: dict[str, Any]) -> Any:
+    from gapsvm.workflows.detection import DEFAULT_NEGATIVES_PER_IMAGE, train_from_boxes
+    from gapsvm.workflows.training import resolve_classifier
+
+    negatives = args.negatives_per_image
+    return train_from_boxes(
+        args.from_boxes, args.images, classifier=resolve_classifier(args.classifier, params),
+        input_size=args.input_size or (128, 64), seed=args.seed, cache_dir=args.cache_dir,
+        negatives_per_image=DEFAULT_NEGATIVES_PER_IMAGE if negatives is None else negatives,
+        weights="imagenet" if args.weights == "auto" else args.weights,
+    )
+
+
+def _mine(args: argparse.Namespace, model: Any) -> Any:
+    from gapsvm.network.features_file import read_features_file
+    from gapsvm.workflows import detection as det
+
+    data = read_features_file(args.features)
+    model.set_params(cache_dir=args.cache_dir)
+    mined, _ = det.mine_hard_negatives(
+        model, data["X"], data["y"], args.hard_negatives, target=args.target,
+        rounds=args.mining_rounds or det.DEFAULT_ROUNDS,
+        per_image=args.mining_per_image or det.DEFAULT_PER_IMAGE,
+        scales=args.mining_scales or det.MINING_SCALES,
+    )
+    return mined

@@ -11,12 +11,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from gapsvm.core import validation as val
-from gapsvm.core.cam import class_activation_map, normalize_cam, upsample_cam
+from gapsvm.core.cam import class_activation_map
 from gapsvm.core.head import GapHead, classifier_or_default, materialize_default_classifier
 from gapsvm.estimator.explanation import Explanation
-from gapsvm.estimator.targets import is_all, resolve_targets
+from gapsvm.estimator.maps import MapsMixin
+from gapsvm.estimator.targets import resolve_targets
 from gapsvm.network.extraction import ExtractionResult
-from gapsvm.network.featurizer import FEATURIZER_PARAMS, GapFeaturizer, stack_if_same
+from gapsvm.network.featurizer import FEATURIZER_PARAMS, GapFeaturizer
 
 __all__ = [
     "GapClassifier",
@@ -32,7 +33,7 @@ def _head_has(attr: str):
     return check
 
 
-class GapClassifier(ClassifierMixin, BaseEstimator):
+class GapClassifier(MapsMixin, ClassifierMixin, BaseEstimator):
     """An image classifier whose decisions can be drawn as class activation maps.
 
     A frozen Keras backbone (VGG16 cut at ``block5_conv3``) turns each image into feature
@@ -360,129 +361,6 @@ class GapClassifier(ClassifierMixin, BaseEstimator):
             cams=cams, classes=self.classes_, target=tgt, predicted=predicted, scores=scores,
             intercepts=b, image_hw=res.image_hw, input_hw=res.input_hw, errors=res.errors,
         )
-
-    def cam(
-        self,
-        X: Any,
-        target: Any = None,
-        *,
-        size: str = "image",
-        normalize: bool | str = True,
-        input_size: Any = "fit",
-    ) -> np.ndarray | list[np.ndarray]:
-        """Class activation maps: where in each image the evidence for a class lies.
-
-        ``cam[y, x] = sum_k W[c, k] f_k(y, x)`` on the backbone's feature maps, with ``W[c]``
-        the head's (pipeline-folded) weights for class ``c``. Unnormalised at feature
-        resolution, its spatial mean plus the class intercept equals the class score.
-
-        Parameters
-        ----------
-        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
-        target : None, label, sequence of labels or "all", default=None
-            None: each image's predicted class; a label: that class for every image; a
-            sequence of length n: one class per image; ``"all"``: every class, in
-            ``classes_`` order, from one forward pass per image.
-        size : {"image", "features"}, default="image"
-            ``"features"``: the raw map at feature resolution; ``"image"``: bilinearly
-            upsampled to each image's own size.
-        normalize : bool or str, default=True
-            Scale each map into [0, 1]: True is ``"minmax"``, a name picks another of
-            :data:`gapsvm.core.cam.NORMALIZATIONS`, False returns the raw map. With
-            ``target="all"`` each class's map is scaled on its own, as a call per class would.
-        input_size : default="fit"
-            Network input size for this call, whatever the model was fitted with: (h, w), a
-            scale factor, or None for each image's own size.
-
-        Returns
-        -------
-        ndarray of shape (n, H, W), float32, or list of ndarray
-            An array when all maps have the same size, else a list. With ``target="all"``
-            each image's maps are one array of shape (n_classes, H, W), equal to the calls
-            per class stacked, and the result is (n, n_classes, H, W) when all the images
-            have the same size, else a list of them.
-
-        Notes
-        -----
-        Feature maps are reduced to CAMs as they arrive (see :meth:`explain`), but the
-        result holds one float32 map per image (``n_classes`` with "all") at ``size``: with
-        ``size="image"`` that is 4 bytes per pixel of every input image and map. For
-        thousands of photographs, call this on chunks of images (``gapsvm cam`` works in
-        chunks of a few dozen) or ask for ``size="features"``. The network runs once per
-        image whatever the chunking: the cache keeps the maps.
-
-        Raises
-        ------
-        NotLinearError
-            The head is not a linear function of the GAP features; the message says why.
-        ValueError
-            Unknown target class, or ``size`` not one of the two values.
-        """
-        if size not in ("image", "features"):
-            raise ValueError(f"size must be 'image' or 'features', got {size!r}")
-        info = self.explain(X, target, input_size=input_size)
-
-        def finish(m: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-            if size == "image":
-                m = upsample_cam(m, hw)
-            if normalize is not False:
-                m = normalize_cam(m, "minmax" if normalize is True else normalize)
-            return m
-
-        if info.all_classes:
-            return stack_if_same([np.stack([finish(c, hw) for c in m])
-                                  for m, hw in zip(info.cams, info.image_hw, strict=True)])
-        return stack_if_same([finish(m, hw) for m, hw in zip(info.cams, info.image_hw,
-                                                              strict=True)])
-
-    def boxes(
-        self,
-        X: Any,
-        target: Any = None,
-        threshold: float | None = None,
-        mode: str = "largest",
-        input_size: Any = "fit",
-    ) -> list[list[Any]]:
-        """Bounding boxes of where each image's CAM is at least ``threshold`` of its maximum.
-
-        The CAM of :meth:`explain` is upsampled to the image's own size and passed to
-        :func:`gapsvm.boxes.cam_to_boxes`.
-
-        Parameters
-        ----------
-        X : path, sequence of paths or arrays, or ndarray of shape (n, h, w, 3)
-        target : None, label or sequence of labels, default=None
-            As in :meth:`cam`: None explains each image's predicted class.
-        threshold : float or None, default=None
-            Fraction of the map's maximum, in [0, 1]; None is ``box_threshold_`` when
-            calibration recorded one, else 0.2 (the CAM paper's rule).
-        mode : {"largest", "all"}, default="largest"
-            The largest connected region's box, or one box per region (highest peak first).
-        input_size : default="fit"
-            Network input size for this call, e.g. ``2.0`` for photos with small objects.
-            ``"fit"`` is ``box_scales_`` when calibration recorded them (several: the mean of
-            the upsampled CAMs), else the size the model was fitted at.
-
-        Returns
-        -------
-        list of list of Box
-            One list per image, in image pixels with exclusive ``x_max`` / ``y_max``; empty
-            when the CAM has no positive value.
-
-        Raises
-        ------
-        NotLinearError
-            The head is not linear in the GAP features.
-        ValueError
-            Unknown target class, ``"all"`` (one class per image here), ``threshold``
-            outside [0, 1] or an unknown ``mode``.
-        """
-        from gapsvm.estimator.box_settings import boxes_of
-
-        if is_all(target):
-            raise ValueError("boxes() draws one class per image: give a label, a list of "
-                             "labels or None, not 'all' (that is for cam() and explain())")
-        return boxes_of(self, X, target, threshold, mode, input_size)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

@@ -12,6 +12,8 @@ function of its pooled feature vector.
   top-1 localisation and MaxBoxAccV2.
 * :mod:`~gapsvm.core.metrics.faithfulness`: Average Drop, Increase in Confidence, deletion
   and insertion orders and curves, their AUC.
+* :mod:`~gapsvm.core.metrics.detection`: detection over images (PASCAL VOC matching): average
+  precision, the precision-recall curve, recall at false positives per image.
 * :mod:`~gapsvm.core.metrics.baselines`: the centre, uniform, random and Gaussian maps and the
   :data:`~gapsvm.core.metrics.baselines.BASELINES` registry.
 
@@ -40,6 +42,14 @@ from gapsvm.core.metrics.baselines import (
     pool_to_grid,
     random_map,
     uniform_map,
+)
+from gapsvm.core.metrics.detection import (
+    average_precision,
+    best_recall,
+    detection_summary,
+    match_detections,
+    precision_recall_curve,
+    recall_at_fppi,
 )
 from gapsvm.core.metrics.faithfulness import (
     PixelSchedule,
@@ -87,7 +97,9 @@ __all__ = [
     "PixelSchedule",
     "auc",
     "average_drop",
+    "average_precision",
     "best_iou",
+    "best_recall",
     "box_area_share",
     "box_ious",
     "box_recall_precision",
@@ -95,18 +107,22 @@ __all__ = [
     "center_map",
     "corloc",
     "deletion_insertion_orders",
+    "detection_summary",
     "energy_in_box",
     "increase_in_confidence",
     "iou_curve",
     "linear_gap_curves",
     "linear_gap_scores",
     "match_boxes",
+    "match_detections",
     "max_box_accuracy",
     "method_maps",
     "minmax_normalize",
     "pointing_game",
     "pool_to_grid",
+    "precision_recall_curve",
     "random_map",
+    "recall_at_fppi",
     "scaled_tolerance",
     "scores_to_probabilities",
     "threshold_boxes",

@@ -163,7 +163,8 @@ def _head_name(head: Any) -> str:
 
 
 def _training_rows(info: dict) -> list[tuple[str, str]]:
-    """What ``gapsvm train`` recorded: cross-validated accuracy and the training set size."""
+    """What training recorded: cross-validated accuracy, the training set, box supervision
+    and mined hard negatives."""
     if "cv_accuracy_mean" in info:
         folds = ", ".join(f"{s:.3f}" for s in info.get("cv_scores", []))
         rows = [("cross-validated accuracy",
@@ -172,9 +173,18 @@ def _training_rows(info: dict) -> list[tuple[str, str]]:
     else:
         rows = [("cross-validated accuracy",
                  "not recorded (the model was not trained with `gapsvm train`, or with --cv 0)")]
-    if "n_images" in info:
+    if "supervision" in info:
+        rows.append(("supervision", f"{info['supervision']}: {info.get('n_photos')} photo(s), "
+                     f"{info.get('n_positives')} box crop(s), {info.get('n_negatives')} "
+                     "negative crop(s)"))
+    elif "n_images" in info:
         src = info.get("features_file")
         rows.append(("training images", f"{info['n_images']}" + (f" (from {src})" if src else "")))
+    mined = info.get("hard_negatives")
+    if mined:
+        rows.append(("hard negatives", f"{mined.get('n_added')} window(s) mined in "
+                     f"{mined.get('rounds_run')} round(s) from {mined.get('n_images')} image(s) "
+                     f"of {mined.get('source')} at scales {mined.get('scales')}"))
     return rows
 
 

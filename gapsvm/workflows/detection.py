@@ -1,0 +1,497 @@
+"""Training heads for detection: hard-negative mining, and box supervision.
+
+:func:`mine_hard_negatives` is the bootstrapping of Dalal and Triggs (and Felzenszwalb et
+al.): scan images holding no instance of the target with the current head, add the windows
+it scores highest as negatives, refit, repeat. A window's vector is the exact GAP of its
+feature cells (:func:`~gapsvm.core.detection.window_means` over the maps, which come through
+the cache), so its score is the one ``detect`` gives that window. For a head trained on
+INRIA's 128x64 crops, the person-free crops of ``persons/train/not_person``, scanned at
+several scales (:data:`MINING_SCALES`), are a ready set of negative images.
+
+:func:`train_from_boxes` is for a user who has boxes: positive crops cut from the boxes,
+negative crops from random windows of similar sizes that overlap no box, the same head
+trained on them, and ``training_info_`` saying so.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from gapsvm.core import validation as val
+from gapsvm.core.boxes import Box, iou
+from gapsvm.core.boxes_csv import read_boxes_csv
+from gapsvm.core.cache import PREPROCESS_VERSION
+from gapsvm.core.decode import read_image
+from gapsvm.core.detection import nms, parse_windows, window_boxes, window_means
+from gapsvm.core.scan import list_images, no_images_message
+from gapsvm.core.sizes import format_scales, parse_input_size, parse_scales
+from gapsvm.estimator.classifier import GapClassifier
+from gapsvm.estimator.detection import DEFAULT_NMS_IOU, model_window
+from gapsvm.estimator.targets import class_index
+from gapsvm.network.features_file import image_keys
+from gapsvm.utils.checks import check_int
+
+__all__ = [
+    "DEFAULT_NEGATIVES_PER_IMAGE",
+    "DEFAULT_PER_IMAGE",
+    "DEFAULT_ROUNDS",
+    "MARGIN",
+    "MINING_SCALES",
+    "MiningReport",
+    "MiningRound",
+    "mine_hard_negatives",
+    "negative_windows",
+    "train_from_boxes",
+]
+
+#: Input scales the negative images are scanned at: scales of each image's own size. The
+#: default suits 128x64 crops, whose own size holds a single 8x4 window.
+MINING_SCALES: tuple[float, ...] = (2.0, 3.0, 4.0)
+#: Rounds of mining and refitting.
+DEFAULT_ROUNDS = 2
+#: Windows added per negative image and round, at most (after NMS).
+DEFAULT_PER_IMAGE = 5
+#: A window is a hard negative when its decision value is above this: inside the SVM's
+#: margin (-1), where a hinge loss still learns from it.
+MARGIN = -1.0
+#: Negative crops cut per photo by :func:`train_from_boxes`.
+DEFAULT_NEGATIVES_PER_IMAGE = 20
+#: Windows kept per image, scale and window shape before NMS, to bound memory on photos (a
+#: lower one is chosen only when hundreds of better ones are all suppressed).
+_MAX_CANDIDATES = 500
+#: Negative images whose maps are in memory at once (maps are large; the cache keeps them).
+_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class MiningRound:
+    """The windows one round of :func:`mine_hard_negatives` added as negatives, best first
+    per image: their pooled ``vectors`` (n, channels), ``scores`` (decision values before
+    the refit), the index of the negative image each came from (``images``), the input
+    ``scales`` and the ``boxes`` (n, 4) in image pixels (exclusive maxima). A window mined
+    in an earlier round is not added again."""
+
+    round: int
+    vectors: np.ndarray
+    scores: np.ndarray
+    images: np.ndarray
+    scales: np.ndarray
+    boxes: np.ndarray
+
+    @property
+    def best_score(self) -> float | None:
+        """The highest decision value among them (None when none)."""
+        return float(self.scores.max()) if len(self.scores) else None
+
+
+@dataclass
+class MiningReport:
+    """What :func:`mine_hard_negatives` did, round by round.
+
+    ``source`` names the negative images (their folder, or how many were given); of
+    ``n_images``, ``n_unreadable`` could not be read (skipped). ``n_training`` counts the
+    training vectors before mining; ``rounds`` holds the rounds run, fewer than
+    ``rounds_asked`` when one found no window above ``margin``. The rest are the options.
+    """
+
+    source: str
+    target: Any
+    negative_label: Any
+    n_images: int
+    n_unreadable: int
+    n_training: int
+    scales: tuple[float, ...]
+    windows: tuple[tuple[int, int], ...]
+    per_image: int
+    margin: float
+    rounds_asked: int
+    rounds: list[MiningRound] = field(default_factory=list)
+
+    @property
+    def n_added(self) -> int:
+        """Hard negatives added over every round."""
+        return sum(len(r.scores) for r in self.rounds)
+
+    def as_info(self) -> dict[str, Any]:
+        """The ``training_info_["hard_negatives"]`` entry: plain, JSON-ready values."""
+        return {
+            "source": self.source, "target": str(self.target),
+            "negative_label": str(self.negative_label), "n_images": self.n_images,
+            "n_unreadable": self.n_unreadable, "scales": format_scales(self.scales),
+            "windows": ",".join(f"{h}x{w}" for h, w in self.windows),
+            "per_image": self.per_image, "margin": self.margin,
+            "rounds_asked": self.rounds_asked, "rounds_run": len(self.rounds),
+            "added_per_round": [len(r.scores) for r in self.rounds], "n_added": self.n_added,
+            "n_training_before": self.n_training,
+            "note": "cross-validation figures, if any, are of the head before mining",
+        }
+
+
+@dataclass
+class _Candidates:
+    """One image's windows above the margin, at one scale and window shape."""
+
+    keys: list[tuple[int, float, int, int]]  # (image, scale, shape, position)
+    positions: np.ndarray
+    scores: np.ndarray
+    vectors: np.ndarray
+    grid_hw: tuple[int, int]
+    window: tuple[int, int]
+
+
+def _mining_classes(model: Any, target: Any, negative_label: Any) -> tuple[int, Any]:
+    """The target's column in ``class_scores`` and the label mined windows get."""
+    classes = model.classes_
+    if target is None:
+        if len(classes) != 2:
+            raise ValueError(f"give target= (one of {[str(c) for c in classes]}): a model "
+                             "with more than two classes has no default target")
+        target = classes[1]
+    c = class_index(classes, target)
+    if negative_label is None:
+        if len(classes) != 2:
+            raise ValueError("give negative_label=: a model with more than two classes has "
+                             "no single 'other' class for the mined windows")
+        negative_label = classes[1 - c]
+    neg = classes[class_index(classes, negative_label)]
+    if class_index(classes, neg) == c:
+        raise ValueError(f"negative_label {negative_label!r} is the target itself")
+    return c, neg.item() if isinstance(neg, np.generic) else neg
+
+
+def _negative_sources(negatives: Any) -> tuple[list[Any], str]:
+    """The negative images and how the training record names them."""
+    if isinstance(negatives, str | os.PathLike) and os.path.isdir(negatives):
+        problems: list[Any] = []
+        paths = list_images(negatives, problems)
+        if not paths:
+            raise ValueError(no_images_message(negatives, problems))
+        return paths, os.fspath(negatives)
+    sources, _ = val.check_images(negatives)
+    return sources, f"{len(sources)} image(s) given"
+
+
+def _scan(
+    model: Any, maps: np.ndarray, image: int, scale: float, c: int,
+    windows: Sequence[tuple[int, int]], margin: float, exclude: set,
+) -> list[_Candidates]:
+    """Every window of one image's maps: pooled exactly, scored by the head, the best kept."""
+    out = []
+    for s, window in enumerate(windows):
+        pooled = window_means(maps, window)
+        pooled = pooled.reshape(-1, pooled.shape[-1])
+        if not len(pooled):
+            continue
+        scores = model.class_scores(pooled)[:, c]
+        keep = np.flatnonzero(scores > margin)
+        if exclude:
+            keep = np.array([k for k in keep if (image, scale, s, int(k)) not in exclude], int)
+        keep = keep[np.argsort(-scores[keep], kind="stable")[:_MAX_CANDIDATES]]
+        out.append(_Candidates([(image, scale, s, int(k)) for k in keep], keep, scores[keep],
+                               pooled[keep].astype(np.float32), maps.shape[:2], window))
+    return out
+
+
+def _select(parts: list[_Candidates], image_hw: tuple[int, int], per_image: int,
+            nms_iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
+    """An image's hard negatives: NMS over its windows at every scale, the best first."""
+    parts = [p for p in parts if len(p.positions)]
+    if not parts:
+        return np.zeros((0, 0), np.float32), np.zeros(0), np.zeros((0, 4), int), []
+    boxes = np.concatenate([window_boxes(p.grid_hw, p.window, 1, image_hw)[p.positions]
+                            for p in parts])
+    scores = np.concatenate([p.scores for p in parts])
+    keep = nms(boxes, scores, nms_iou, per_image)
+    keys = [k for p in parts for k in p.keys]
+    return (np.concatenate([p.vectors for p in parts])[keep], scores[keep], boxes[keep],
+            [keys[k] for k in keep])
+
+
+def _mine_round(model: Any, sources: list[Any], c: int, windows: Sequence[tuple[int, int]],
+                scales: Sequence[float], per_image: int, nms_iou: float, margin: float,
+                exclude: set, chunk: int) -> tuple[list, int]:
+    """One scan of every negative image with ``model``'s head: per image that gave hard
+    negatives, its (vectors, scores, boxes, keys); and the count of unreadable images."""
+    found_all, unreadable = [], 0
+    for start in range(0, len(sources), chunk):
+        part = sources[start:start + chunk]
+        found: list[list[_Candidates]] = [[] for _ in part]
+        image_hw: list[Any] = [None] * len(part)
+        for s in scales:
+            res = model.extract(
+                part, maps=True, input_size=s, on_error="skip",
+                map_fn=lambda i, m, s=s, start=start: _scan(model, m, start + i, s, c,
+                                                            windows, margin, exclude),
+            )
+            for i, got in enumerate(res.maps):
+                if got is not None:
+                    found[i].extend(got)
+                    image_hw[i] = res.image_hw[i]
+        for i, parts in enumerate(found):
+            if image_hw[i] is None:
+                unreadable += 1
+                continue
+            picked = _select(parts, image_hw[i], per_image, nms_iou)
+            if len(picked[3]):
+                found_all.append(picked)
+    return found_all, unreadable
+
+
+def _refit(model: Any, X: np.ndarray, y: np.ndarray, mined: list[np.ndarray],
+           negative_label: Any) -> Any:
+    """A clone of ``model`` fitted on the training vectors plus every mined negative."""
+    extra = np.concatenate(mined).astype(X.dtype)
+    y_all = np.concatenate([y, np.full(len(extra), negative_label, dtype=y.dtype)])
+    return clone(model).fit_features(np.concatenate([X, extra]), y_all, model.feature_meta_)
+
+
+def mine_hard_negatives(
+    model: GapClassifier, features: np.ndarray, labels: Any, negatives: Any, *,
+    target: Any = None, negative_label: Any = None, rounds: int = DEFAULT_ROUNDS,
+    per_image: int = DEFAULT_PER_IMAGE, scales: Any = MINING_SCALES, window: Any = None,
+    nms_iou: float = DEFAULT_NMS_IOU, margin: float = MARGIN,
+    log: Callable[[str], None] = print,
+) -> tuple[GapClassifier, MiningReport]:
+    """Hard-negative mining: add the windows a head wrongly scores highest, refit, repeat.
+
+    Each round scans every negative image at every scale with the current head: each
+    window's pooled vector is the mean of the feature maps over its cells (the exact GAP
+    of the window), scored as the head scores a GAP vector. Per image, the windows above
+    ``margin`` go through greedy NMS (so that the mined windows differ) and the best
+    ``per_image`` are added as negatives; then a clone of ``model`` is fitted on
+    ``features`` plus every negative mined so far. A window mined once is not added again.
+
+    Parameters
+    ----------
+    model : GapClassifier
+        Fitted on ``features`` and ``labels`` (as ``gapsvm train`` fits it); not modified.
+    features : ndarray of shape (n, n_channels)
+        The training GAP vectors.
+    labels : array-like of shape (n,)
+    negatives : path or images
+        A folder of images holding no instance of ``target`` (searched recursively), or
+        the images themselves (paths or RGB arrays). For a person model trained on INRIA
+        crops, ``persons/train/not_person``.
+    target : label, default=None
+        The class mined against; None is the second class of a binary model (its decision
+        value's positive side).
+    negative_label : label, default=None
+        The label mined windows get; None is the other class of a binary model.
+    rounds : int, default=DEFAULT_ROUNDS
+        Mining rounds; mining stops early when a round finds nothing above ``margin``.
+    per_image : int, default=DEFAULT_PER_IMAGE
+        Windows added per image and round, at most.
+    scales : float, str or sequence, default=MINING_SCALES
+        Input scales of each negative image's own size (``"2,3,4"``).
+    window : str or sequence of (int, int), default=None
+        Window shapes in feature cells; None is the size the head was trained at, as in
+        ``detect``.
+    nms_iou : float, default=DEFAULT_NMS_IOU
+        The NMS overlap among an image's mined windows, over all scales.
+    margin : float, default=MARGIN
+        Only windows whose decision value for ``target`` exceeds this are mined.
+    log : callable, default=print
+
+    Returns
+    -------
+    model : GapClassifier
+        The refit model, its ``training_info_`` copied from ``model``'s with a
+        ``"hard_negatives"`` entry (:meth:`MiningReport.as_info`); ``model`` itself when no
+        window was mined (a copy, with the entry all the same).
+    report : MiningReport
+
+    Raises
+    ------
+    ValueError
+        An unfitted model, a target or label that is not a class, a multi-class model
+        without ``target`` and ``negative_label``, bad options, or a folder without images.
+    """
+    check_is_fitted(model)
+    X = np.asarray(features)
+    y = val.check_labels(labels, len(X), min_classes=2)
+    c, neg = _mining_classes(model, target, negative_label)
+    windows = parse_windows(window) if window is not None else (model_window(model),)
+    pyramid = parse_scales(scales)
+    val.check_unit_interval(nms_iou, "nms_iou")
+    rounds, per_image = check_int(rounds, "rounds"), check_int(per_image, "per_image")
+    sources, source = _negative_sources(negatives)
+    report = MiningReport(source, model.classes_[c], neg, len(sources), 0, len(X), pyramid,
+                          windows, per_image, float(margin), rounds)
+    mined: list[np.ndarray] = []
+    seen: set = set()
+    current = model
+    for r in range(1, rounds + 1):
+        found, report.n_unreadable = _mine_round(
+            current, sources, c, windows, pyramid, per_image, nms_iou, margin, seen, _CHUNK)
+        keys = [k for f in found for k in f[3]]
+        report.rounds.append(MiningRound(
+            r, np.concatenate([f[0] for f in found]) if found else np.zeros((0, X.shape[1])),
+            np.concatenate([f[1] for f in found]) if found else np.zeros(0),
+            np.array([k[0] for k in keys], int), np.array([k[1] for k in keys], float),
+            np.concatenate([f[2] for f in found]) if found else np.zeros((0, 4), int)))
+        if not keys:
+            log(f"mining round {r}: no window of {len(sources)} negative image(s) scores "
+                f"above {margin}; stopping")
+            break
+        mined.append(report.rounds[-1].vectors)
+        seen.update(keys)
+        current = _refit(model, X, y, mined, neg)
+        log(f"mining round {r}: {len(keys)} hard negative(s) from {len(found)} of "
+            f"{len(sources)} image(s), best score {report.rounds[-1].best_score:.3f}; refit "
+            f"on {len(X)} + {sum(len(v) for v in mined)} vectors")
+    if current is model:
+        current = copy.deepcopy(model)
+    current.training_info_ = {**(getattr(model, "training_info_", None) or {}),
+                              "hard_negatives": report.as_info()}
+    return current, report
+
+
+# -- box supervision -------------------------------------------------------------------------
+def negative_windows(image_hw: tuple[int, int], boxes: Sequence[Box], n: int,
+                     rng: np.random.Generator, *, max_iou: float = 0.1,
+                     tries_per_window: int = 50) -> list[Box]:
+    """Random windows of an image, shaped like its boxes, that overlap none of them.
+
+    Each window copies the height and width of one of ``boxes`` (an image's boxes, chosen
+    at random), scaled by a factor between 0.8 and 1.25 and cut to the image, at a
+    uniformly random position; it is kept when its IoU with every box is below
+    ``max_iou``. After ``tries_per_window`` draws per wanted window it gives up, so a
+    crowded image yields fewer than ``n``.
+
+    Returns
+    -------
+    list of Box
+        At most ``n`` windows (exclusive maxima, inside the ``(H, W)`` image).
+    """
+    H, W = val.check_image_hw(image_hw)
+    check_int(n, "n", minimum=0)
+    if not boxes:
+        raise ValueError("negative windows copy the shapes of the image's boxes: none given")
+    out: list[Box] = []
+    for _ in range(n * tries_per_window):
+        if len(out) == n:
+            break
+        shape = boxes[int(rng.integers(len(boxes)))]
+        f = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+        h = int(min(H, max(1, round(shape.height * f))))
+        w = int(min(W, max(1, round(shape.width * f))))
+        x0, y0 = int(rng.integers(W - w + 1)), int(rng.integers(H - h + 1))
+        cand = Box(x0, y0, x0 + w, y0 + h)
+        if all(iou(cand, b) < max_iou for b in boxes):
+            out.append(cand)
+    return out
+
+
+def _crop(image: np.ndarray, box: Box) -> np.ndarray:
+    return np.ascontiguousarray(image[box.y_min:box.y_max, box.x_min:box.x_max])
+
+
+def _photos(boxes_csv: Any, images_dir: Any, filenames: Iterable[str] | None
+            ) -> dict[str, list[tuple[str, list[Box]]]]:
+    """Each photo's path and its (label, boxes), in the CSV's order, optionally a subset."""
+    anns = read_boxes_csv(boxes_csv, images_dir)
+    wanted = None if filenames is None else {Path(f).as_posix() for f in filenames}
+    unknown = (wanted or set()) - {Path(a.filename).as_posix() for a in anns}
+    if unknown:
+        raise ValueError(f"{len(unknown)} file(s) have no box in {os.fspath(boxes_csv)}: "
+                         f"{sorted(unknown)[:5]}")
+    photos: dict[str, list[tuple[str, list[Box]]]] = {}
+    for a in anns:
+        if wanted is None or Path(a.filename).as_posix() in wanted:
+            photos.setdefault(a.path, []).append((a.label, a.boxes))
+    return photos
+
+
+def train_from_boxes(
+    boxes_csv: str | os.PathLike, images_dir: str | os.PathLike, *, classifier: Any = None,
+    input_size: Any = (128, 64), negatives_per_image: int = DEFAULT_NEGATIVES_PER_IMAGE,
+    negative_label: str | None = None, max_iou: float = 0.1,
+    filenames: Iterable[str] | None = None, seed: int = 0,
+    log: Callable[[str], None] = print, **model_params: Any,
+) -> GapClassifier:
+    """Box supervision: a head trained on crops cut from boxed photos.
+
+    Positives are the boxes' pixels, labelled with their CSV label; negatives are
+    ``negatives_per_image`` random windows per photo shaped like its boxes and overlapping
+    none of them (IoU below ``max_iou``, :func:`negative_windows`). Every crop is resized
+    to ``input_size`` by the model, as the training crops of a crop-trained head are.
+
+    Parameters
+    ----------
+    boxes_csv, images_dir : path
+        A boxes CSV (:func:`gapsvm.core.boxes_csv.read_boxes_csv`) and its images' folder.
+    classifier : estimator, default=None
+        The head (None: ``LinearSVC()``).
+    input_size : default=(128, 64)
+        The network input the crops are resized to; 128x64 is INRIA's window, 8x4 cells.
+    negatives_per_image : int, default=DEFAULT_NEGATIVES_PER_IMAGE
+    max_iou : float, default=0.1
+    negative_label : str, default=None
+        The negatives' label; None is ``not_<label>`` when the CSV has one label (so a
+        person CSV gives the classes of INRIA's folders), else ``background``.
+    filenames : iterable of str, optional
+        Use only these photos (as the CSV spells them), e.g. a training half.
+    seed : int, default=0
+        Seeds the negative windows.
+    log : callable, default=print
+    **model_params
+        Other :class:`GapClassifier` parameters (``weights``, ``cache_dir``, ...).
+
+    Returns
+    -------
+    GapClassifier
+        Fitted; ``training_info_["supervision"]`` says it is box-supervised, with the crop
+        counts, and ``train_keys`` hold the photos' content keys (``gapsvm report`` marks
+        them as training images).
+
+    Raises
+    ------
+    BoxesCSVError, FileNotFoundError
+        An invalid CSV or a missing folder.
+    ValueError
+        A name in ``filenames`` without boxes, or a single class of crops.
+    """
+    check_int(negatives_per_image, "negatives_per_image", minimum=0)
+    val.check_unit_interval(max_iou, "max_iou")
+    photos = _photos(boxes_csv, images_dir, filenames)
+    labels_in_csv = sorted({label for parts in photos.values() for label, _ in parts})
+    if negative_label is None:
+        negative_label = (f"not_{labels_in_csv[0]}" if len(labels_in_csv) == 1
+                          else "background")
+    rng = np.random.default_rng(seed)
+    crops: list[np.ndarray] = []
+    y: list[str] = []
+    for path, parts in photos.items():
+        image = read_image(path)
+        every_box = [b for _, boxes in parts for b in boxes]
+        for label, boxes in parts:
+            crops += [_crop(image, b) for b in boxes]
+            y += [label] * len(boxes)
+        negs = negative_windows(image.shape[:2], every_box, negatives_per_image, rng,
+                                max_iou=max_iou)
+        crops += [_crop(image, b) for b in negs]
+        y += [negative_label] * len(negs)
+    n_pos = sum(label != negative_label for label in y)
+    log(f"{len(photos)} photo(s): {n_pos} box crop(s), {len(y) - n_pos} negative crop(s)")
+    model = GapClassifier(classifier, input_size=parse_input_size(input_size), **model_params)
+    model.fit(crops, np.array(y))
+    model.training_info_ = {
+        "supervision": f"box-supervised: crops of the boxes in {os.path.basename(boxes_csv)} "
+                       f"and random windows with IoU < {max_iou} with every box",
+        "boxes_csv": os.path.basename(boxes_csv), "n_photos": len(photos),
+        "n_images": len(y), "n_positives": n_pos, "n_negatives": len(y) - n_pos,
+        "negatives_per_image": negatives_per_image, "negative_max_iou": max_iou,
+        "seed": seed, "classifier": repr(model.classifier),
+        "train_keys": sorted({k for k in image_keys(list(photos)) if k is not None}),
+        "train_keys_preprocess_version": PREPROCESS_VERSION,
+    }
+    return model

@@ -1,0 +1,141 @@
+"""Tests for gapsvm.core.metrics.detection on hand-computed cases: VOC matching, the
+precision-recall curve, average precision, recall at FPPI and the summary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gapsvm.core.boxes import Box
+from gapsvm.core.detection import Detection
+from gapsvm.core.metrics.detection import (
+    average_precision,
+    best_recall,
+    detection_summary,
+    match_detections,
+    precision_recall_curve,
+    recall_at_fppi,
+)
+
+G1, G2, G3 = (0, 0, 10, 10), (20, 0, 30, 10), (0, 0, 10, 10)
+#: Two images: G1 and G2 in image 0, G3 in image 1.
+GROUND_TRUTH = [[G1, G2], [G3]]
+#: Five detections, listed per image; by decreasing score:
+#:
+#:   rank  score  image  box        verdict           TP  FP  recall  precision
+#:   1     0.9    0      on G1      TP (G1)           1   0   1/3     1
+#:   2     0.8    0      on G1      FP (duplicate)    1   1   1/3     1/2
+#:   3     0.7    1      on G3      TP (G3)           2   1   2/3     2/3
+#:   4     0.6    1      far away   FP                2   2   2/3     1/2
+#:   5     0.5    0      on G2      TP (G2)           3   2   1       3/5
+#:
+#: Precision made non-increasing from the right: 1 up to recall 1/3, max(2/3, 1/2, 3/5) = 2/3
+#: up to 2/3, 3/5 up to 1. AP = 1/3 * 1 + 1/3 * 2/3 + 1/3 * 3/5 = 15/45 + 10/45 + 9/45 = 34/45.
+DETECTIONS = [
+    [Detection(Box(*G1), 0.9), Detection(Box(*G1), 0.8), Detection(Box(*G2), 0.5)],
+    [Detection(Box(*G3), 0.7), Detection(Box(50, 50, 60, 60), 0.6)],
+]
+
+
+def test_matching_and_curve_by_hand() -> None:
+    scores, is_tp, n_gt = match_detections(DETECTIONS, GROUND_TRUTH)
+    np.testing.assert_array_equal(scores, [0.9, 0.8, 0.7, 0.6, 0.5])
+    assert is_tp.tolist() == [True, False, True, False, True]
+    assert n_gt == 3
+    recall, precision = precision_recall_curve(DETECTIONS, GROUND_TRUTH)
+    np.testing.assert_allclose(recall, [1 / 3, 1 / 3, 2 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(precision, [1, 1 / 2, 2 / 3, 1 / 2, 3 / 5])
+
+
+def test_average_precision_by_hand() -> None:
+    assert average_precision(DETECTIONS, GROUND_TRUTH) == pytest.approx(34 / 45)
+    # (box, score) pairs are read as detections.
+    pairs = [[(d.box.as_tuple(), d.score) for d in per_image] for per_image in DETECTIONS]
+    assert average_precision(pairs, GROUND_TRUTH) == pytest.approx(34 / 45)
+
+
+def test_average_precision_of_perfect_and_empty_detections() -> None:
+    perfect = [[(G1, 2.0), (G2, 1.0)], [(G3, 1.5)]]
+    assert average_precision(perfect, GROUND_TRUTH) == 1.0
+    assert average_precision([[], []], GROUND_TRUTH) == 0.0
+    assert math.isnan(average_precision([[(G1, 1.0)], []], [[], []]))
+    # Half the objects found, nothing wrong: precision 1 up to recall 1/2, then 0.
+    assert average_precision([[(G1, 1.0)]], [[G1, G2]]) == pytest.approx(0.5)
+
+
+def test_a_duplicate_is_a_false_positive_even_when_another_box_would_match() -> None:
+    # VOC: the second detection's best box (A, IoU 1) is taken, so it is a false positive
+    # although B (IoU 80/120 = 0.67) is free.
+    a, b = (0, 0, 10, 10), (2, 0, 12, 10)
+    _, is_tp, _ = match_detections([[(a, 0.9), (a, 0.8)]], [[a, b]])
+    assert is_tp.tolist() == [True, False]
+
+
+def test_a_detection_in_the_wrong_image_does_not_match() -> None:
+    # The detection sits on G2's place, but in image 1, where only G3 is.
+    _, is_tp, _ = match_detections([[], [(G2, 1.0)]], GROUND_TRUTH)
+    assert is_tp.tolist() == [False]
+    assert best_recall([[], [(G2, 1.0)]], GROUND_TRUTH) == 0.0
+
+
+def test_iou_threshold_is_inclusive() -> None:
+    # IoU((0, 0, 10, 10), (0, 0, 10, 5)) = 50 / 100 = 0.5 exactly.
+    _, is_tp, _ = match_detections([[((0, 0, 10, 5), 1.0)]], [[(0, 0, 10, 10)]], 0.5)
+    assert is_tp.tolist() == [True]
+    _, is_tp, _ = match_detections([[((0, 0, 10, 5), 1.0)]], [[(0, 0, 10, 10)]], 0.51)
+    assert is_tp.tolist() == [False]
+
+
+def test_recall_at_fppi_by_hand() -> None:
+    # Two images; false positives after each detection: 0, 1, 1, 2, 2.
+    assert recall_at_fppi(DETECTIONS, GROUND_TRUTH, fppi=0.0) == pytest.approx(1 / 3)
+    assert recall_at_fppi(DETECTIONS, GROUND_TRUTH, fppi=0.5) == pytest.approx(2 / 3)  # <= 1 FP
+    assert recall_at_fppi(DETECTIONS, GROUND_TRUTH, fppi=1.0) == 1.0  # <= 2 FP: all kept
+    assert best_recall(DETECTIONS, GROUND_TRUTH) == 1.0
+    assert recall_at_fppi([[], []], GROUND_TRUTH) == 0.0
+    assert math.isnan(recall_at_fppi([[]], [[]]))
+
+
+def test_recall_at_fppi_keeps_tied_scores_together() -> None:
+    # A TP and an FP tie at 0.5: no score cut keeps one without the other, so at 0 FPPI only
+    # the 0.9 detection is kept (recall 1/2), although the TP comes first in the list.
+    dets = [[((0, 0, 10, 10), 0.9), ((20, 0, 30, 10), 0.5), ((50, 50, 60, 60), 0.5)]]
+    gt = [[(0, 0, 10, 10), (20, 0, 30, 10)]]
+    assert recall_at_fppi(dets, gt, fppi=0.0) == 0.5
+    assert recall_at_fppi(dets, gt, fppi=1.0) == 1.0
+
+
+def test_detection_summary() -> None:
+    assert detection_summary(DETECTIONS, GROUND_TRUTH) == {
+        "ap@0.5": pytest.approx(34 / 45),
+        "ap@0.3": pytest.approx(34 / 45),
+        "recall@1fppi": 1.0,
+        "best_recall": 1.0,
+        "n_images": 2,
+        "n_ground_truth": 3,
+        "n_detections": 5,
+    }
+    # A loose box on G1, IoU 40 / 100 = 0.4: a hit at 0.3 only (recall 1/3 at precision 1).
+    loose = [[(Box(0, 0, 10, 4), 1.0)], []]
+    s = detection_summary(loose, GROUND_TRUTH, iou_thresholds=(0.5, 0.3))
+    assert s["ap@0.5"] == 0.0 and s["ap@0.3"] == pytest.approx(1 / 3)
+    assert s["best_recall"] == 0.0 and s["recall@1fppi"] == 0.0 and s["n_detections"] == 1
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match="detections for 1 images and ground truth for 2"):
+        average_precision([[]], GROUND_TRUTH)
+    with pytest.raises(TypeError, match="one list per image"):
+        average_precision(DETECTIONS[0][0], GROUND_TRUTH)
+    with pytest.raises(TypeError, match="single Detection"):
+        average_precision([DETECTIONS[0][0], []], GROUND_TRUTH)
+    with pytest.raises(TypeError, match="detection 0 of image 0"):
+        average_precision([[3.0], []], GROUND_TRUTH)
+    with pytest.raises(ValueError, match="NaN"):
+        average_precision([[(G1, float("nan"))], []], GROUND_TRUTH)
+    with pytest.raises(ValueError, match="threshold"):
+        match_detections(DETECTIONS, GROUND_TRUTH, iou_threshold=0.0)
+    with pytest.raises(ValueError, match="fppi"):
+        recall_at_fppi(DETECTIONS, GROUND_TRUTH, fppi=-1.0)
