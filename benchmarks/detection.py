@@ -202,9 +202,9 @@ def figure(model: Any, ann: Any, settings: dict[str, Any], path: Any, top: int =
     from gapsvm.core.output import write_png
     from gapsvm.core.overlay import PRED_COLOR, draw_overlay
 
-    scale = settings["scales"][len(settings["scales"]) // 2]
-    info = pyramid(model, [ann], (scale,))[scale]
-    found = detect_with(pyramid(model, [ann], settings["scales"]), settings)[0][:top]
+    infos = pyramid(model, [ann], settings["scales"])
+    info = infos[settings["scales"][len(settings["scales"]) // 2]]
+    found = detect_with(infos, settings)[0][:top]
     blank = np.zeros((*ann.image_hw, 3), np.uint8)
     drawn = draw_overlay(blank, info.cams[0], alpha=1.0, gt_boxes=ann.boxes)
     drawn = draw_boxes(drawn, [d.box for d in found], color=PRED_COLOR, thickness=1,

@@ -300,3 +300,15 @@ def test_draw_boxes_validation(kwargs: dict, error: str) -> None:
     args = {"image_rgb": np.zeros((5, 5, 3), dtype=np.uint8), "boxes": [(0, 0, 2, 2)]} | kwargs
     with pytest.raises(ValueError, match=error):
         draw_boxes(**args)
+
+
+def test_iou_matrix_is_iou_pair_by_pair() -> None:
+    from gapsvm.core.boxes import iou_matrix
+
+    rng = np.random.default_rng(3)
+    corners = rng.integers(0, 30, (40, 2, 2))
+    a = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)  # some empty
+    got = iou_matrix(a[:25], a[25:])
+    want = [[iou(tuple(p), tuple(q)) for q in a[25:]] for p in a[:25]]
+    assert got.shape == (25, 15) and got.dtype == np.float64
+    assert np.array_equal(got, np.array(want))

@@ -57,6 +57,7 @@ __all__ = [
     "whole_number",
     "windows_arg",
     "write_one",
+    "write_overlay",
 ]
 
 
@@ -402,6 +403,26 @@ def write_one(out: Path, name: str, rgb: np.ndarray, cam: np.ndarray | None) -> 
     return 1
 
 
+def write_overlay(out: Path, name: str, path: str, draw: Any,
+                  cam: np.ndarray | None = None) -> tuple[int, int, int]:
+    """Read the image at ``path`` and write ``draw(image)`` as ``out/name`` (and ``cam`` as
+    ``.npy`` beside it): ``(written, unreadable, not written)``, one of them 1. The reason
+    for a file that could not be read or written goes to standard error."""
+    from gapsvm.core.decode import ImageReadError, read_image
+
+    try:
+        img = read_image(path)
+    except ImageReadError as exc:  # changed or removed since its maps were made
+        print_problems([exc])
+        return 0, 1, 0
+    try:
+        return write_one(out, name, draw(img), cam), 0, 0
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"{path}: overlay not written ({out / name}): {reason}", file=sys.stderr)
+        return 0, 0, 1
+
+
 def start_image_run(
     args: argparse.Namespace, check: Any = None
 ) -> tuple[Path, Any, Any, list[tuple[str, str]], int]:
@@ -431,7 +452,10 @@ def start_image_run(
 
 
 def image_run_status(n_failed: int, n_bad: int, written: int, strict: bool) -> int:
-    """The exit status of ``cam`` and ``detect``: a file that could not be read is skipped
-    (as in ``predict``) unless ``--strict`` or nothing was written; one that could not be
-    written is the command's own failure."""
+    """The exit status of ``cam`` and ``detect``, once the count of overlays not written is
+    on standard error: a file that could not be read is skipped (as in ``predict``) unless
+    ``--strict`` or nothing was written; one that could not be written is the command's own
+    failure."""
+    if n_failed:
+        print(f"{n_failed} overlay(s) could not be written (listed above)", file=sys.stderr)
     return 1 if n_failed or (n_bad and (strict or not written)) else 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from gapsvm.cli._common import (
     print_downscaled,
     print_problems,
     start_image_run,
-    write_one,
+    write_overlay,
 )
 
 if TYPE_CHECKING:
@@ -81,43 +80,27 @@ def _detect_chunk(
 ) -> tuple[list[tuple[Any, ...]], int, int, int]:
     """One chunk: its CSV rows, overlays written, images unreadable, overlays not written.
     ``used``: output names taken so far."""
-    from gapsvm.core.decode import ImageReadError, read_image
     from gapsvm.core.output import output_name, safe_label, unique_names
     from gapsvm.estimator.detection import detect_of
 
     options = detect_options(args)
     run = detect_of(model, [p for p, _ in chunk], target, **options, on_error="skip")
     print_problems(run.errors)
-    found = [(path, rel, dets) for (path, rel), dets in zip(chunk, run.detections, strict=True)
-             if dets is not None]
+    # The overlay shows the finest map the windows were scored on.
+    scale = max(run.pyramid)
+    info = run.pyramid[scale]
+    print_downscaled([p for p, _ in chunk], info, scale)
+    found = [(path, rel, dets, cam) for (path, rel), dets, cam
+             in zip(chunk, run.detections, info.cams, strict=True) if dets is not None]
     rows = [(rel, d.label, f"{d.score:.6g}", *d.box.as_tuple())
-            for _, rel, dets in found for d in dets]
-    n_bad, n_failed, written = len(run.errors), 0, 0
-    if not found:
-        return rows, written, n_bad, n_failed
-    # The overlay shows the finest map the windows were scored on; it comes from the cache.
-    scale = max(options["scales"])
-    info = model.explain([p for p, _, _ in found], target, input_size=scale, on_error="skip")
-    print_problems(info.errors)  # changed or removed since its detections were made
-    print_downscaled([p for p, _, _ in found], info, scale)
+            for _, rel, dets, _ in found for d in dets]
     names = unique_names(
-        (output_name(rel, f"detect-{safe_label(target)}") for _, rel, _ in found), used)
-    for (path, _, dets), cam, name in zip(found, info.cams, names, strict=True):
-        if cam is None:
-            n_bad += 1
-            continue
-        try:
-            img = read_image(path)
-        except ImageReadError as exc:  # changed or removed since its maps were made
-            n_bad += 1
-            print_problems([exc])
-            continue
-        try:
-            written += write_one(out, name, _overlay(img, cam, dets, args.alpha), None)
-        except (OSError, ValueError) as exc:
-            n_failed += 1
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            print(f"{path}: overlay not written ({out / name}): {reason}", file=sys.stderr)
+        (output_name(rel, f"detect-{safe_label(target)}") for _, rel, _, _ in found), used)
+    n_bad, n_failed, written = len(run.errors), 0, 0
+    for (path, _, dets, cam), name in zip(found, names, strict=True):
+        w, bad, failed = write_overlay(
+            out, name, path, lambda img, cam=cam, dets=dets: _overlay(img, cam, dets, args.alpha))
+        written, n_bad, n_failed = written + w, n_bad + bad, n_failed + failed
     return rows, written, n_bad, n_failed
 
 
@@ -154,6 +137,4 @@ def cmd_detect(args: argparse.Namespace) -> int:
     write_detections_csv(out / CSV_NAME, rows)
     print(f"{len(rows)} detection(s) of {target!s} -> {out / CSV_NAME}; "
           f"{written} overlay(s) -> {out}")
-    if n_failed:
-        print(f"{n_failed} overlay(s) could not be written (listed above)", file=sys.stderr)
     return image_run_status(n_failed, n_bad, written, args.strict)

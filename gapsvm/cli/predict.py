@@ -20,7 +20,7 @@ from gapsvm.cli._common import (
     print_downscaled,
     print_problems,
     start_image_run,
-    write_one,
+    write_overlay,
 )
 
 if TYPE_CHECKING:
@@ -121,7 +121,6 @@ def _write_overlays(
 ) -> tuple[int, int, int]:
     """The overlays (and ``--save-npy`` maps) of one chunk: (overlays written, images
     unreadable, overlays that could not be written). ``used``: output names taken so far."""
-    from gapsvm.core.decode import ImageReadError, read_image
     from gapsvm.core.output import output_name, safe_label, unique_names
     from gapsvm.core.overlay import draw_overlay
 
@@ -136,21 +135,12 @@ def _write_overlays(
     )
     n_bad, n_failed, written = len(info.errors), 0, 0
     for (path, _, cam, _), name in zip(done, names, strict=True):
-        try:
-            img = read_image(path)
-        except ImageReadError as exc:  # changed or removed since its maps were made
-            n_bad += 1
-            print_problems([exc])
-            continue
-        try:
+        def draw(img: np.ndarray, cam: np.ndarray = cam) -> np.ndarray:
             boxes = () if threshold is None else _cam_boxes(cam, img, threshold)
-            written += write_one(out, name,
-                                  draw_overlay(img, cam, alpha=args.alpha, pred_boxes=boxes),
-                                  cam if args.save_npy else None)
-        except (OSError, ValueError) as exc:
-            n_failed += 1
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            print(f"{path}: overlay not written ({out / name}): {reason}", file=sys.stderr)
+            return draw_overlay(img, cam, alpha=args.alpha, pred_boxes=boxes)
+
+        w, bad, failed = write_overlay(out, name, path, draw, cam if args.save_npy else None)
+        written, n_bad, n_failed = written + w, n_bad + bad, n_failed + failed
     return written, n_bad, n_failed
 
 
@@ -184,6 +174,4 @@ def cmd_cam(args: argparse.Namespace) -> int:
             n_failed += chunk_failed
             bar.update(len(items[sl]))
     print(f"{written} overlay(s) -> {out}")
-    if n_failed:
-        print(f"{n_failed} overlay(s) could not be written (listed above)", file=sys.stderr)
     return image_run_status(n_failed, n_bad, written, args.strict)

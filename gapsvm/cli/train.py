@@ -17,6 +17,7 @@ from gapsvm.cli._common import (
     add_target,
     add_weights,
     positive_int,
+    scale_list_arg,
     size_arg,
     whole_number,
 )
@@ -61,16 +62,6 @@ def folds_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def scales_arg(text: str) -> tuple[float, ...]:
-    """``--mining-scales``: a list of scales (``2,3,4``)."""
-    from gapsvm.core.sizes import parse_scales
-
-    try:
-        return parse_scales(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _add_detection_flags(p: argparse.ArgumentParser) -> None:
     """Hard-negative mining after training, and box supervision instead of a features file."""
     g = p.add_argument_group("hard-negative mining (after training on a features file)")
@@ -80,7 +71,7 @@ def _add_detection_flags(p: argparse.ArgumentParser) -> None:
                         "added as negatives and the head refit (default: no mining)")
     g.add_argument("--mining-rounds", type=positive_int, default=None, metavar="N",
                    help="rounds of mining and refitting (default 2)")
-    g.add_argument("--mining-scales", type=scales_arg, default=None, metavar="LIST",
+    g.add_argument("--mining-scales", type=scale_list_arg, default=None, metavar="LIST",
                    help="input scales of each negative image's own size (default 2,3,4, "
                         "for small crops)")
     g.add_argument("--mining-per-image", type=positive_int, default=None, metavar="N",
@@ -181,29 +172,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
+    """The keyword arguments whose flags were given: the function's own defaults hold for
+    the others (their help texts quote them)."""
+    return {kw: getattr(args, flag) for kw, flag in names.items()
+            if getattr(args, flag) is not None}
+
+
 def _train_from_boxes(args: argparse.Namespace, params: dict[str, Any]) -> Any:
-    from gapsvm.workflows.detection import DEFAULT_NEGATIVES_PER_IMAGE, train_from_boxes
+    from gapsvm.workflows.detection import train_from_boxes
     from gapsvm.workflows.training import resolve_classifier
 
-    negatives = args.negatives_per_image
     return train_from_boxes(
         args.from_boxes, args.images, classifier=resolve_classifier(args.classifier, params),
-        input_size=args.input_size or (128, 64), seed=args.seed, cache_dir=args.cache_dir,
-        negatives_per_image=DEFAULT_NEGATIVES_PER_IMAGE if negatives is None else negatives,
+        seed=args.seed, cache_dir=args.cache_dir,
         weights="imagenet" if args.weights == "auto" else args.weights,
+        **_given(args, input_size="input_size", negatives_per_image="negatives_per_image"),
     )
 
 
 def _mine(args: argparse.Namespace, model: Any) -> Any:
     from gapsvm.network.features_file import read_features_file
-    from gapsvm.workflows import detection as det
+    from gapsvm.workflows.detection import mine_hard_negatives
 
     data = read_features_file(args.features)
     model.set_params(cache_dir=args.cache_dir)
-    mined, _ = det.mine_hard_negatives(
+    mined, _ = mine_hard_negatives(
         model, data["X"], data["y"], args.hard_negatives, target=args.target,
-        rounds=args.mining_rounds or det.DEFAULT_ROUNDS,
-        per_image=args.mining_per_image or det.DEFAULT_PER_IMAGE,
-        scales=args.mining_scales or det.MINING_SCALES,
+        **_given(args, rounds="mining_rounds", per_image="mining_per_image",
+                 scales="mining_scales"),
     )
     return mined

@@ -69,6 +69,7 @@ __all__ = [
     "cam_to_boxes",
     "draw_boxes",
     "iou",
+    "iou_matrix",
 ]
 
 
@@ -348,6 +349,29 @@ def iou(a: BoxLike, b: BoxLike) -> float:
         return 0.0
     # Integer arithmetic up to here, so identical boxes give exactly 1.0.
     return inter / union
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`iou` of every row of ``a`` with every row of ``b``, vectorised.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Integer ``(n, 4)`` and ``(m, 4)`` boxes ``(x_min, y_min, x_max, y_max)``, exclusive
+        maxima, already checked (:func:`as_box` checks one box).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` ``(n, m)``; 0 where a union is empty, as :func:`iou` gives.
+    """
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
 
 
 def _validate_color(color: Sequence[int]) -> tuple[int, int, int]:

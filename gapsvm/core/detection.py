@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gapsvm.core.boxes import Box, as_box
+from gapsvm.core.boxes import Box, as_box, iou_matrix
 from gapsvm.core.validation import check_map, check_unit_interval
 from gapsvm.utils.checks import check_int
 
@@ -261,17 +261,6 @@ def _as_box_array(boxes: Any) -> np.ndarray:
     return out
 
 
-def _iou_one_to_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one box with each of ``others``: :func:`gapsvm.core.boxes.iou`, vectorised."""
-    iw = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
-    ih = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (
-        (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    ) - inter
-    return np.divide(inter, union, out=np.zeros(len(others)), where=union > 0)
-
-
 def nms(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -319,7 +308,7 @@ def nms(
     while len(rest) and len(keep) < limit:
         best, rest = rest[0], rest[1:]
         keep.append(int(best))
-        rest = rest[_iou_one_to_many(b[best], b[rest]) <= iou_threshold]
+        rest = rest[iou_matrix(b[best][None], b[rest])[0] <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 

@@ -56,11 +56,13 @@ _PRE_NMS = 5000
 
 @dataclass(frozen=True)
 class DetectionRun:
-    """What :func:`detect_of` found: detections per image (None where unreadable) and the
-    read errors (:class:`~gapsvm.core.decode.ImageReadError`)."""
+    """What :func:`detect_of` found: detections per image (None where unreadable), the read
+    errors (:class:`~gapsvm.core.decode.ImageReadError`) and the CAMs they came from (the
+    :func:`explain_pyramid` result), which ``gapsvm detect`` draws without another pass."""
 
     detections: list[list[Detection] | None]
     errors: list[Any]
+    pyramid: dict[float, Any]
 
 
 def model_window(model: Any) -> tuple[int, int]:
@@ -189,4 +191,4 @@ def detect_of(
     infos = list(pyramid.values())
     found = detections_from(infos, label, windows, stride=stride, nms_iou=nms_iou,
                             score_threshold=score_threshold, max_detections=max_detections)
-    return DetectionRun(found, list(infos[0].errors))
+    return DetectionRun(found, list(infos[0].errors), pyramid)

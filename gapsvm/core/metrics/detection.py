@@ -81,14 +81,21 @@ def _pool(detections: Any, ground_truth: Any) -> _Pooled:
     return pooled, [as_boxes(g) for g in gts]
 
 
-def _match(pooled: _Pooled, threshold: float) -> tuple[np.ndarray, np.ndarray, int]:
+def _ious(pooled: _Pooled) -> list[np.ndarray | None]:
+    """Per image, the IoU of every detection with every true box (None if either is none):
+    computed once, whatever the number of IoU thresholds."""
+    return [box_ious([b for b, _ in d], g) if g and d else None
+            for d, g in zip(*pooled, strict=True)]
+
+
+def _match(pooled: _Pooled, threshold: float,
+           ious: list[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     dets, gts = pooled
     image = np.array([i for i, d in enumerate(dets) for _ in d], dtype=np.int64)
     local = np.array([k for d in dets for k in range(len(d))], dtype=np.int64)
     scores = np.array([s for d in dets for _, s in d], dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
-    ious = [box_ious([b for b, _ in d], g) if g and d else None
-            for d, g in zip(dets, gts, strict=True)]
+    ious = _ious(pooled) if ious is None else ious
     taken = [np.zeros(len(g), dtype=bool) for g in gts]
     is_tp = np.zeros(len(order), dtype=bool)
     for rank, n in enumerate(order):
@@ -278,6 +285,10 @@ def best_recall(
         Matched ground-truth boxes over ground-truth boxes; NaN without ground truth.
     """
     _, is_tp, n_gt = match_detections(detections, ground_truth, iou_threshold)
+    return _best_recall(is_tp, n_gt)
+
+
+def _best_recall(is_tp: np.ndarray, n_gt: int) -> float:
     return float(is_tp.sum() / n_gt) if n_gt else math.nan
 
 
@@ -304,13 +315,15 @@ def detection_summary(
     """
     pooled = _pool(detections, ground_truth)
     levels = [check_iou_threshold(t) for t in iou_thresholds]
+    ious = _ious(pooled)
+    matched = {t: _match(pooled, t, ious) for t in {*levels, 0.5}}
     out: dict[str, float | int] = {}
     for t in levels:
-        _, is_tp, n_gt = _match(pooled, t)
+        _, is_tp, n_gt = matched[t]
         out[f"ap@{t:g}"] = _ap(is_tp, n_gt)
-    scores, is_tp, n_gt = _match(pooled, 0.5)
+    scores, is_tp, n_gt = matched[0.5]
     out["recall@1fppi"] = _recall_at_fppi(scores, is_tp, n_gt, len(pooled[1]), 1.0)
-    out["best_recall"] = float(is_tp.sum() / n_gt) if n_gt else math.nan
+    out["best_recall"] = _best_recall(is_tp, n_gt)
     out["n_images"] = len(pooled[1])
     out["n_ground_truth"] = n_gt
     out["n_detections"] = len(scores)

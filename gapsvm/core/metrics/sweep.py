@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gapsvm.core.boxes import BoxLike, as_box, as_boxes
+from gapsvm.core.boxes import BoxLike, as_box, as_boxes, iou_matrix
 from gapsvm.core.metrics.localisation import corloc, iou_threshold
 from gapsvm.core.validation import check_map
 
@@ -161,13 +161,7 @@ def box_ious(boxes: np.ndarray | Sequence[BoxLike], gt_boxes: Iterable[BoxLike])
     """
     a = np.array([as_box(b).as_tuple() for b in boxes], dtype=np.int64).reshape(-1, 4)
     g = np.array([b.as_tuple() for b in as_boxes(gt_boxes)], dtype=np.int64).reshape(-1, 4)
-    iw = np.minimum(a[:, None, 2], g[None, :, 2]) - np.maximum(a[:, None, 0], g[None, :, 0])
-    ih = np.minimum(a[:, None, 3], g[None, :, 3]) - np.maximum(a[:, None, 1], g[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_g = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
-    union = area_a[:, None] + area_g[None, :] - inter
-    return np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+    return iou_matrix(a, g)
 
 
 def iou_curve(
