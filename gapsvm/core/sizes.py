@@ -312,10 +312,11 @@ def target_size(
             raise _too_elongated(name, h, w, min_side, max_pixels)
         return th, tw
     th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    short = min(th, tw)
-    if short < min_side:
-        up = min_side / short
-        th, tw = max(min_side, round(th * up)), max(min_side, round(tw * up))
+    if min(th, tw) < min_side:
+        # Raised from the unrounded size: a short side of 1.5 rounded to 1 would stretch
+        # the long side half as much again, and could refuse an image that fits.
+        up = min_side / min(h * scale, w * scale)
+        th, tw = max(min_side, round(h * scale * up)), max(min_side, round(w * scale * up))
         if max_pixels is not None and th * tw > max_pixels:
             raise _too_elongated(name, h, w, min_side, max_pixels)
     return th, tw
