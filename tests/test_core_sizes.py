@@ -278,6 +278,8 @@ def test_target_size_follows_the_backbones_min_side() -> None:
     assert target_size((300, 200), 0.5) == (150, 100)  # large enough: only scaled
     assert target_size((301, 201), 0.5) == (150, 100)  # rounded to whole pixels
     assert target_size((5, 5), (16, 16), min_side=64) == (16, 16)  # a fixed size is kept
+    assert target_size((0, 0), None) == (MIN_SIDE, MIN_SIDE)  # a header's guess of nothing
+    assert target_size((0, 100), 1.0) == (MIN_SIDE, 100 * MIN_SIDE)  # as if one pixel high
 
 
 @FAST

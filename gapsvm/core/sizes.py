@@ -315,7 +315,8 @@ def target_size(
     if min(th, tw) < min_side:
         # Raised from the unrounded size: a short side of 1.5 rounded to 1 would stretch
         # the long side half as much again, and could refuse an image that fits.
-        up = min_side / min(h * scale, w * scale)
+        # (A zero side, as a header guess may give, counts as one pixel, as rounding does.)
+        up = min_side / (min(h * scale, w * scale) or 1.0)
         th, tw = max(min_side, round(h * scale * up)), max(min_side, round(w * scale * up))
         if max_pixels is not None and th * tw > max_pixels:
             raise _too_elongated(name, h, w, min_side, max_pixels)
