@@ -287,13 +287,14 @@ def test_predict_loads_tensorflow_only_for_images_the_cache_lacks(capsys, model_
     assert len(rows) == 14 and str(new) in rows[-1]
 
 
-def test_cam_boxes_draws_the_box_at_the_models_calibrated_threshold(capsys, model_file,
-                                                                      dataset, work) -> None:
+def test_cam_boxes_draws_the_box_at_the_models_calibrated_threshold_and_inputs(
+        capsys, model_file, dataset, work) -> None:
     from gapsvm.core.overlay import PRED_COLOR, draw_overlay
     from gapsvm.estimator.box_settings import record_box_calibration
 
     model = load_model(model_file).set_params(cache_dir=str(work / "cache"))
-    record_box_calibration(model, 0.6, [model.input_size], "calibrated on c.csv (2 images)")
+    # Two recorded inputs: the boxes come from their fused maps, not the overlay's one map.
+    record_box_calibration(model, 0.6, [model.input_size, 1.5], "calibrated on c.csv (2 images)")
     model.save(work / "calibrated.skops")
     out_dir = work / "cams-boxes"
     rc, out, _ = run_cli(capsys, "cam", work / "calibrated.skops", dataset, "--out", out_dir,
@@ -304,7 +305,7 @@ def test_cam_boxes_draws_the_box_at_the_models_calibrated_threshold(capsys, mode
         src = dataset / png.relative_to(out_dir).as_posix().removesuffix(".cam-person.png")
         img = read_image(src)
         cam = model.cam([str(src)], "person", size="features", normalize=False)[0]
-        boxes = model.boxes([str(src)], "person")[0]  # the recorded 0.6, as the API draws it
+        boxes = model.boxes([str(src)], "person")[0]  # recorded 0.6 and inputs, as in the API
         got = cv2.imread(str(png))[..., ::-1]
         np.testing.assert_array_equal(got, draw_overlay(img, cam, alpha=0.5, pred_boxes=boxes))
         if boxes and model.boxes([str(src)], "person", threshold=0.2)[0] != boxes:

@@ -63,8 +63,8 @@ def add_parser(sub: Any) -> None:
                        help="also save the raw feature-resolution maps (.npy)")
         q.add_argument("--boxes", action="store_true",
                        help="draw the box of the CAM's largest region (magenta) at the "
-                            "model's calibrated box threshold (gapsvm evaluate --calibrate), "
-                            "else 0.2 of its maximum")
+                            "model's calibrated box threshold and inputs (gapsvm evaluate "
+                            "--calibrate), else at 0.2 of its maximum and --input-size")
         q.set_defaults(handler=cmd_cam)
 
 
@@ -124,39 +124,38 @@ def _write_overlays(
     from gapsvm.core.output import output_name, safe_label, unique_names
     from gapsvm.core.overlay import draw_overlay
 
-    threshold = _box_threshold(model) if args.boxes else None
-    info = model.explain([p for p, _ in chunk], target, on_error="skip")
+    paths = [p for p, _ in chunk]
+    info = model.explain(paths, target, on_error="skip")
     print_problems(info.errors)
-    print_downscaled([p for p, _ in chunk], info, model.input_size)
-    done = [(path, rel, cam, label) for (path, rel), cam, label
-            in zip(chunk, info.cams, info.target_labels, strict=True) if cam is not None]
+    print_downscaled(paths, info, model.input_size)
+    boxes = _box_lists(model, paths, info, args) if args.boxes else [()] * len(paths)
+    done = [(path, rel, cam, label, bx) for (path, rel), cam, label, bx
+            in zip(chunk, info.cams, info.target_labels, boxes, strict=True) if cam is not None]
     names = unique_names(
-        (output_name(rel, f"cam-{safe_label(label)}") for _, rel, _, label in done), used
+        (output_name(rel, f"cam-{safe_label(label)}") for _, rel, _, label, _ in done), used
     )
     n_bad, n_failed, written = len(info.errors), 0, 0
-    for (path, _, cam, _), name in zip(done, names, strict=True):
-        def draw(img: np.ndarray, cam: np.ndarray = cam) -> np.ndarray:
-            boxes = () if threshold is None else _cam_boxes(cam, img, threshold)
-            return draw_overlay(img, cam, alpha=args.alpha, pred_boxes=boxes)
+    for (path, _, cam, _, bx), name in zip(done, names, strict=True):
+        def draw(img: np.ndarray, cam: np.ndarray = cam, bx: Any = bx) -> np.ndarray:
+            return draw_overlay(img, cam, alpha=args.alpha, pred_boxes=bx)
 
         w, bad, failed = write_overlay(out, name, path, draw, cam if args.save_npy else None)
         written, n_bad, n_failed = written + w, n_bad + bad, n_failed + failed
     return written, n_bad, n_failed
 
 
-def _box_threshold(model: Any) -> float:
-    from gapsvm.estimator.box_settings import box_threshold
-
-    return box_threshold(model)[0]
-
-
-def _cam_boxes(cam: np.ndarray, img: np.ndarray, threshold: float) -> list:
-    """``--boxes``: the largest region's box of the CAM upsampled to the image, as
-    :meth:`GapClassifier.boxes <gapsvm.estimator.classifier.GapClassifier.boxes>` draws it."""
+def _box_lists(model: Any, paths: list[str], info: Any, args: argparse.Namespace) -> list:
+    """``--boxes``: each image's boxes as :meth:`GapClassifier.boxes
+    <gapsvm.estimator.classifier.GapClassifier.boxes>` gives them (the calibrated threshold
+    and inputs when recorded), of the class each overlay shows; [] for unreadable images."""
     from gapsvm.core.boxes import cam_to_boxes
-    from gapsvm.core.cam import upsample_cam
+    from gapsvm.estimator.box_settings import box_inputs, box_threshold, fused_cams
 
-    return cam_to_boxes(upsample_cam(cam, img.shape[:2]), threshold, "largest")
+    threshold = box_threshold(model)[0]
+    # A given --input-size is already the model's own ("fit"), and then it alone is used.
+    sizes = box_inputs(model) if args.input_size == "fit" else ("fit",)
+    cams = fused_cams(model, paths, info, "fit", sizes)
+    return [[] if c is None else cam_to_boxes(c, threshold, "largest") for c in cams]
 
 
 def cmd_cam(args: argparse.Namespace) -> int:

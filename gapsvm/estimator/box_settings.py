@@ -16,12 +16,15 @@ import numpy as np
 
 from gapsvm.core.boxes import Box, cam_to_boxes
 from gapsvm.core.cam import fuse_cams
+from gapsvm.core.validation import check_images
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "box_inputs",
     "box_scales",
     "box_threshold",
     "boxes_of",
+    "fused_cams",
     "record_box_calibration",
 ]
 
@@ -82,6 +85,66 @@ def record_box_calibration(
     model.box_calibration_ = str(source)
 
 
+def box_inputs(model: Any, input_size: Any = "fit") -> tuple[Any, ...]:
+    """The network inputs a model's boxes are drawn from.
+
+    Parameters
+    ----------
+    model : GapClassifier
+    input_size : default="fit"
+        ``"fit"``: the inputs recorded by calibration (``box_scales_``) when there are some,
+        else the model's own input size; anything else is used alone.
+
+    Returns
+    -------
+    tuple
+        One or more ``input_size`` values for :meth:`GapClassifier.explain`.
+    """
+    recorded = box_scales(model)
+    return recorded if (isinstance(input_size, str) and input_size == "fit"
+                        and recorded) else (input_size,)
+
+
+def fused_cams(
+    model: Any, X: Any, first: Any, first_size: Any, sizes: Sequence[Any]
+) -> list[np.ndarray | None]:
+    """Each image's map at image resolution, averaged over the network inputs ``sizes``.
+
+    Parameters
+    ----------
+    model : GapClassifier
+    X : images
+        The images ``first`` explains, in the same order.
+    first : Explanation
+        ``model.explain(X, ..., input_size=first_size)``: its maps are reused for
+        ``first_size`` and its classes are explained at the other sizes, so every map of an
+        image is of one class even when the prediction would differ between inputs.
+    first_size : input size
+    sizes : sequence of input sizes
+
+    Returns
+    -------
+    list of ndarray or None
+        One (h, w) map per image (:func:`gapsvm.core.cam.fuse_cams`); None where the image
+        could not be read.
+    """
+    X, _ = check_images(X)
+    idx = [i for i, c in enumerate(first.cams) if c is not None]
+    labels = first.target_labels
+    others = [] if not idx else [
+        model.explain([X[i] for i in idx], [labels[i] for i in idx], input_size=s,
+                      on_error="skip")
+        for s in sizes if s != first_size
+    ]
+    own = [first.cams[i] for i in idx] if first_size in sizes else [None] * len(idx)
+    out: list[np.ndarray | None] = [None] * len(first.cams)
+    for k, i in enumerate(idx):
+        maps = [m for m in (own[k], *(o.cams[k] for o in others)) if m is not None]
+        if len(maps) == len(sizes):  # not when a file changed to unreadable between passes
+            out[i] = fuse_cams(maps, first.image_hw[i])
+    return out
+
+
 def boxes_of(
     model: Any, X: Any, target: Any, threshold: float | None, mode: str, input_size: Any
 ) -> list[list[Box]]:
@@ -91,12 +154,6 @@ def boxes_of(
     if isinstance(thr, bool) or not isinstance(thr, numbers.Real):
         raise TypeError(f"threshold must be a number in [0, 1], got {thr!r}")
     cam_to_boxes(np.ones((1, 1)), thr, mode)  # checked before the network runs, not after
-    recorded = box_scales(model)
-    sizes = recorded if (isinstance(input_size, str) and input_size == "fit"
-                         and recorded) else (input_size,)
-    infos = [model.explain(X, target, input_size=s) for s in sizes]
-    out = []
-    for j, hw in enumerate(infos[0].image_hw):
-        cam = fuse_cams([info.cams[j] for info in infos], hw)
-        out.append(cam_to_boxes(cam, thr, mode))
-    return out
+    sizes = box_inputs(model, input_size)
+    first = model.explain(X, target, input_size=sizes[0])
+    return [cam_to_boxes(cam, thr, mode) for cam in fused_cams(model, X, first, sizes[0], sizes)]
