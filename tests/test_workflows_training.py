@@ -318,3 +318,25 @@ def test_training_records_its_images_by_content_as_the_cache_keys_them(tmp_path)
     assert info["train_keys_preprocess_version"] == PREPROCESS_VERSION
     assert log[-1] == (f"1 of 6 training image(s) could not be read again from {str(data)!r} "
                        "to record their content; gapsvm report will not recognise them")
+
+
+def test_the_summary_is_shown_before_scikit_learn_is_imported(tmp_path) -> None:
+    # Importing scikit-learn takes about a second: `gapsvm train` says what it read first.
+    import ast
+    import subprocess
+    import sys
+
+    X, y = _data()
+    path = _features_file(tmp_path / "f.joblib", X, y)
+    code = (
+        "import sys\n"
+        "from gapsvm.workflows.training import train_from_features\n"
+        "seen = []\n"
+        f"train_from_features({str(path)!r}, cv=2, "
+        "log=lambda line: seen.append('sklearn' in sys.modules))\n"
+        "print(seen)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path).stdout
+    seen = ast.literal_eval(out)
+    assert seen[:2] == [False, False] and seen[2:] and all(seen[2:])

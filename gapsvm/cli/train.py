@@ -152,7 +152,6 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """`gapsvm train`: a cross-validated linear head on a features file, saved as a model."""
-    from gapsvm.estimator.persist import save_model
     from gapsvm.workflows.training import nested_params, train_from_features
 
     _check_inputs(args)
@@ -167,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     cv=args.cv, seed=args.seed, weights=args.weights)
         if args.hard_negatives:
             model = _mine(args, model)
+    from gapsvm.estimator.persist import save_model
+
     save_model(model, args.out, require_safe_load=True)
     print(f"model -> {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0

@@ -13,15 +13,19 @@ import ast
 import importlib
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gapsvm.core.head import GapHead
 from gapsvm.core.sizes import parse_input_size
-from gapsvm.estimator.classifier import GapClassifier
 from gapsvm.network.features_file import image_keys, read_features_file
 from gapsvm.utils.checks import check_folds
+
+if TYPE_CHECKING:
+    from gapsvm.estimator.classifier import GapClassifier
+
+# scikit-learn (and with it the head and the estimator) is imported where it is used, not
+# here: importing it takes about a second, and `gapsvm train` shows what it read first.
 
 __all__ = [
     "CLASSIFIERS",
@@ -195,6 +199,8 @@ def cross_validate_head(
     """
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from gapsvm.core.head import GapHead
+
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     pred = cross_val_predict(GapHead(classifier), X, y, cv=skf)
     # The folds of a seeded splitter are the same on every split() call, so each fold's
@@ -290,11 +296,13 @@ def train_from_features(
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2:
         raise ValueError(f"{features} has a single class {classes.tolist()}: need two or more")
-    clf = resolve_classifier(classifier, params)
     log(f"{len(y)} images, classes {dict(zip(classes.tolist(), counts.tolist(), strict=True))}")
     log(f"features: {meta['backbone']} {meta['layer']}, input {meta['input_size']}, "
         f"weights {meta['weights']['name']}")
+    clf = resolve_classifier(classifier, params)
     log(f"classifier: {clf!r}")
+    from gapsvm.estimator.classifier import GapClassifier
+
     cv_info = _cross_validation(clf, X, y, cv, seed, log)
     model = GapClassifier(
         clf, backbone=meta["backbone"], weights=_weights_from_meta(meta, weights),
