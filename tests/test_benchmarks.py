@@ -421,7 +421,8 @@ def test_detection_quick_table(shared_data, tmp_path) -> None:
     assert out["photos"] == {"even": len(even), "odd": len(odd)}
     assert [r["method"] for r in out["rows"]] == [
         'boxes(mode="all"), INRIA crops only', "detect, INRIA crops only",
-        "detect, INRIA crops + hard negatives", "detect, box-supervised (even photos)"]
+        "detect, INRIA crops + hard negatives", "detect, box-supervised (even photos)",
+        "detect, box-supervised + mined in its photos"]
     for r in out["rows"]:  # every row is scored on the odd photos only
         assert r["n_images"] == len(odd)
         assert r["n_ground_truth"] == sum(len(a.boxes) for a in odd)

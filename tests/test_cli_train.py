@@ -128,14 +128,19 @@ def test_help_lists_exactly_the_short_classifier_names(capsys) -> None:
         (["--from-boxes", "b.csv"], "--from-boxes needs --images DIR"),
         (["f.joblib", "--images", "."], "--images needs --from-boxes"),
         (["f.joblib", "--input-size", "128x64"], "--input-size needs --from-boxes"),
-        (["f.joblib", "--mining-rounds", "3"], "--mining-rounds needs --hard-negatives DIR"),
+        (["f.joblib", "--mining-rounds", "3"],
+         "--mining-rounds needs --hard-negatives DIR or --from-boxes CSV"),
         (["f.joblib", "--target", "person"], "--target needs --hard-negatives DIR"),
+        (["--from-boxes", "b.csv", "--images", ".", "--target", "person"],
+         "--target needs --hard-negatives DIR (--from-boxes mines against the label"),
         (["--from-boxes", "b.csv", "--images", ".", "--hard-negatives", "."],
          "--hard-negatives mines against a features file's training vectors"),
         (["f.joblib", "--hard-negatives", ".", "--mining-scales", "2,-1"],
          "argument --mining-scales: scales must be positive"),
         (["f.joblib", "--hard-negatives", ".", "--mining-rounds", "0"],
-         "argument --mining-rounds: 0 is too small"),
+         "--mining-rounds 0 mines nothing: leave out --hard-negatives"),
+        (["--from-boxes", "b.csv", "--images", ".", "--mining-rounds", "-1"],
+         "argument --mining-rounds: -1 is negative"),
         (["--from-boxes", "b.csv", "--images", ".", "--negatives-per-image", "-1"],
          "argument --negatives-per-image: -1 is negative"),
     ],
@@ -187,6 +192,7 @@ def test_from_boxes_trains_a_box_supervised_model(capsys, shared_data, imagenet_
     out_model = tmp_path / "boxes.skops"
     rc, out, err = run_cli(capsys, "train", "--from-boxes", boxes_csv, "--images",
                            src / "images", "--negatives-per-image", "4", "--out", out_model,
+                           "--mining-rounds", "1", "--mining-scales", "1",
                            "--cache-dir", tmp_path / "cache")
     assert rc == 0, err
     assert f"3 photo(s): {n_boxes} box crop(s), 12 negative crop(s)" in out
@@ -196,3 +202,8 @@ def test_from_boxes_trains_a_box_supervised_model(capsys, shared_data, imagenet_
     info = model.training_info_
     assert info["supervision"].startswith("box-supervised")
     assert (info["n_photos"], info["n_positives"], info["n_negatives"]) == (3, n_boxes, 12)
+    # Then the photos' own box-free windows were mined, once, at the photos' size.
+    assert "mining round 1:" in out
+    mined = info["hard_negatives"]
+    assert (mined["n_images"], mined["scales"], mined["rounds_asked"]) == (3, "x1", 1)
+    assert mined["windows"] == "8x4" and mined["target"] == "person"

@@ -64,16 +64,20 @@ def folds_arg(text: str) -> int:
 
 def _add_detection_flags(p: argparse.ArgumentParser) -> None:
     """Hard-negative mining after training, and box supervision instead of a features file."""
-    g = p.add_argument_group("hard-negative mining (after training on a features file)")
+    g = p.add_argument_group("hard-negative mining (after training on a features file; the "
+                             "--mining flags also apply to --from-boxes, which mines its own "
+                             "photos)")
     g.add_argument("--hard-negatives", metavar="DIR", default=None,
                    help="a folder of images with no instance of --target (e.g. INRIA's "
                         "not_person crops): the windows the head scores highest there are "
                         "added as negatives and the head refit (default: no mining)")
-    g.add_argument("--mining-rounds", type=positive_int, default=None, metavar="N",
-                   help="rounds of mining and refitting (default 2)")
+    g.add_argument("--mining-rounds", default=None, metavar="N",
+                   type=lambda t: whole_number(t, 0, "{value} is negative"),
+                   help="rounds of mining and refitting (default 2; 0: none)")
     g.add_argument("--mining-scales", type=scale_list_arg, default=None, metavar="LIST",
-                   help="input scales of each negative image's own size (default 2,3,4, "
-                        "for small crops)")
+                   help="input scales of each image's own size (default 2,3,4 for the "
+                        "small crops of --hard-negatives, 2,2.5 for --from-boxes photos, "
+                        "as detect's)")
     g.add_argument("--mining-per-image", type=positive_int, default=None, metavar="N",
                    help="windows added per negative image and round, at most (default 5)")
     add_target(g, "the class mined against (default: the second of two classes, e.g. "
@@ -81,9 +85,10 @@ def _add_detection_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("box supervision (instead of a features file)")
     g.add_argument("--from-boxes", metavar="BOXES_CSV", default=None,
                    help="train on crops of the boxes in this CSV and on random windows "
-                        "overlapping no box (IoU < 0.1); no cross-validation, as crops of "
-                        "one photo would fall on both sides of a fold (default: train on "
-                        "the features file)")
+                        "overlapping no box (IoU < 0.1), then mine the photos' box-free "
+                        "windows (--mining-rounds); no cross-validation, as crops of one "
+                        "photo would fall on both sides of a fold (default: train on the "
+                        "features file)")
     g.add_argument("--images", metavar="DIR", default=None,
                    help="the folder the file names of --from-boxes are relative to "
                         "(required with --from-boxes; no default)")
@@ -122,7 +127,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_train, takes_nested_flags=True, usage_error=p.error)
 
 
-_MINING_FLAGS = ("mining_rounds", "mining_scales", "mining_per_image", "target")
+_MINING_FLAGS = ("mining_rounds", "mining_scales", "mining_per_image")
 _BOX_FLAGS = ("images", "input_size", "negatives_per_image")
 
 
@@ -146,8 +151,13 @@ def _check_inputs(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and not args.from_boxes:
             args.usage_error(f"{_flag(name)} needs --from-boxes")
     for name in _MINING_FLAGS:
-        if getattr(args, name) is not None and not args.hard_negatives:
-            args.usage_error(f"{_flag(name)} needs --hard-negatives DIR")
+        if getattr(args, name) is not None and not (args.hard_negatives or args.from_boxes):
+            args.usage_error(f"{_flag(name)} needs --hard-negatives DIR or --from-boxes CSV")
+    if args.hard_negatives and args.mining_rounds == 0:
+        args.usage_error("--mining-rounds 0 mines nothing: leave out --hard-negatives")
+    if args.target is not None and not args.hard_negatives:
+        args.usage_error("--target needs --hard-negatives DIR (--from-boxes mines against "
+                         "the label of its CSV)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -188,7 +198,9 @@ def _train_from_boxes(args: argparse.Namespace, params: dict[str, Any]) -> Any:
         args.from_boxes, args.images, classifier=resolve_classifier(args.classifier, params),
         seed=args.seed, cache_dir=args.cache_dir,
         weights="imagenet" if args.weights == "auto" else args.weights,
-        **_given(args, input_size="input_size", negatives_per_image="negatives_per_image"),
+        **_given(args, input_size="input_size", negatives_per_image="negatives_per_image",
+                 mining_rounds="mining_rounds", mining_scales="mining_scales",
+                 mining_per_image="mining_per_image"),
     )
 
 

@@ -1,25 +1,20 @@
-"""Training heads for detection: hard-negative mining, and box supervision.
+"""Hard-negative mining: the bootstrapping of Dalal and Triggs (and Felzenszwalb et al.).
 
-:func:`mine_hard_negatives` is the bootstrapping of Dalal and Triggs (and Felzenszwalb et
-al.): scan images holding no instance of the target with the current head, add the windows
-it scores highest as negatives, refit, repeat. A window's vector is the exact GAP of its
-feature cells (:func:`~gapsvm.core.detection.window_means` over the maps, which come through
-the cache), so its score is the one ``detect`` gives that window. For a head trained on
-INRIA's 128x64 crops, the person-free crops of ``persons/train/not_person``, scanned at
-several scales (:data:`MINING_SCALES`), are a ready set of negative images.
-
-:func:`train_from_boxes` is for a user who has boxes: positive crops cut from the boxes,
-negative crops from random windows of similar sizes that overlap no box, the same head
-trained on them, and ``training_info_`` saying so.
+:func:`mine_hard_negatives` scans images with the current head, adds the windows it scores
+highest as negatives, refits, and repeats. A window's vector is the exact GAP of its feature
+cells (:func:`~gapsvm.core.detection.window_means` over the maps, which come through the
+cache), so its score is the one ``detect`` gives that window. The images hold no instance of
+the target (for a head trained on INRIA's 128x64 crops, the person-free crops of
+``persons/train/not_person``, scanned at several scales, :data:`MINING_SCALES`), or they do
+and their boxes are given, and windows overlapping a box are never mined.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,21 +22,16 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from gapsvm.core import validation as val
-from gapsvm.core.boxes import Box, iou
-from gapsvm.core.boxes_csv import read_boxes_csv
-from gapsvm.core.cache import PREPROCESS_VERSION
-from gapsvm.core.decode import read_image
+from gapsvm.core.boxes import Box, as_box, iou_matrix
 from gapsvm.core.detection import nms, parse_windows, window_boxes, window_means
 from gapsvm.core.scan import list_images, no_images_message
-from gapsvm.core.sizes import format_scales, parse_input_size, parse_scales
+from gapsvm.core.sizes import format_scales, parse_scales
 from gapsvm.estimator.classifier import GapClassifier
 from gapsvm.estimator.detection import DEFAULT_NMS_IOU, model_window
 from gapsvm.estimator.targets import class_index
-from gapsvm.network.features_file import image_keys
 from gapsvm.utils.checks import check_int
 
 __all__ = [
-    "DEFAULT_NEGATIVES_PER_IMAGE",
     "DEFAULT_PER_IMAGE",
     "DEFAULT_ROUNDS",
     "MARGIN",
@@ -49,8 +39,6 @@ __all__ = [
     "MiningReport",
     "MiningRound",
     "mine_hard_negatives",
-    "negative_windows",
-    "train_from_boxes",
 ]
 
 #: Input scales the negative images are scanned at: scales of each image's own size. The
@@ -63,13 +51,13 @@ DEFAULT_PER_IMAGE = 5
 #: A window is a hard negative when its decision value is above this: inside the SVM's
 #: margin (-1), where a hinge loss still learns from it.
 MARGIN = -1.0
-#: Negative crops cut per photo by :func:`train_from_boxes`.
-DEFAULT_NEGATIVES_PER_IMAGE = 20
 #: Windows kept per image, scale and window shape before NMS, to bound memory on photos (a
 #: lower one is chosen only when hundreds of better ones are all suppressed).
 _MAX_CANDIDATES = 500
 #: Negative images whose maps are in memory at once (maps are large; the cache keeps them).
 _CHUNK = 32
+#: The same for images with boxes, whose windows are all kept until their boxes are known.
+_CHUNK_WITH_BOXES = 4
 
 
 @dataclass(frozen=True)
@@ -180,45 +168,78 @@ def _negative_sources(negatives: Any) -> tuple[list[Any], str]:
     return sources, f"{len(sources)} image(s) given"
 
 
-def _scan(
-    model: Any, maps: np.ndarray, image: int, scale: float, c: int,
-    windows: Sequence[tuple[int, int]], margin: float, exclude: set,
-) -> list[_Candidates]:
-    """Every window of one image's maps: pooled exactly, scored by the head, the best kept."""
+@dataclass(frozen=True)
+class _Options:
+    """What one mining scan looks for (the arguments of :func:`mine_hard_negatives`)."""
+
+    c: int
+    windows: tuple[tuple[int, int], ...]
+    scales: tuple[float, ...]
+    per_image: int
+    nms_iou: float
+    margin: float
+    #: Per image, the boxes (m, 4) no mined window may overlap (IoU >= max_iou), or None.
+    avoid: tuple[np.ndarray | None, ...] | None
+    max_iou: float
+
+    def avoid_of(self, image: int) -> np.ndarray | None:
+        return None if self.avoid is None else self.avoid[image]
+
+
+def _avoid_arrays(avoid_boxes: Sequence[Sequence[Box]] | None, n: int
+                  ) -> tuple[np.ndarray | None, ...] | None:
+    """``avoid_boxes`` as one (m, 4) integer array per image, checked against ``n`` images."""
+    if avoid_boxes is None:
+        return None
+    if len(avoid_boxes) != n:
+        raise ValueError(f"avoid_boxes has {len(avoid_boxes)} list(s) of boxes for {n} "
+                         "image(s): give one list per image, in the images' order")
+    return tuple(np.array([as_box(b).as_tuple() for b in boxes], np.int64).reshape(-1, 4)
+                 for boxes in avoid_boxes)
+
+
+def _scan(model: Any, maps: np.ndarray, image: int, scale: float, opt: _Options,
+          exclude: set) -> list[_Candidates]:
+    """Every window of one image's maps: pooled exactly, scored by the head, the best kept
+    (all of them above the margin in an image with boxes: the best may lie on its boxes)."""
+    cap = _MAX_CANDIDATES if opt.avoid_of(image) is None else None
     out = []
-    for s, window in enumerate(windows):
+    for s, window in enumerate(opt.windows):
         pooled = window_means(maps, window)
         pooled = pooled.reshape(-1, pooled.shape[-1])
         if not len(pooled):
             continue
-        scores = model.class_scores(pooled)[:, c]
-        keep = np.flatnonzero(scores > margin)
+        scores = model.class_scores(pooled)[:, opt.c]
+        keep = np.flatnonzero(scores > opt.margin)
         if exclude:
             keep = np.array([k for k in keep if (image, scale, s, int(k)) not in exclude], int)
-        keep = keep[np.argsort(-scores[keep], kind="stable")[:_MAX_CANDIDATES]]
+        keep = keep[np.argsort(-scores[keep], kind="stable")[:cap]]
         out.append(_Candidates([(image, scale, s, int(k)) for k in keep], keep, scores[keep],
                                pooled[keep].astype(np.float32), maps.shape[:2], window))
     return out
 
 
-def _select(parts: list[_Candidates], image_hw: tuple[int, int], per_image: int,
-            nms_iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
-    """An image's hard negatives: NMS over its windows at every scale, the best first."""
+def _select(parts: list[_Candidates], image_hw: tuple[int, int], opt: _Options,
+            avoid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
+    """An image's hard negatives: the windows clear of ``avoid``, NMS over every scale, the
+    best first."""
     parts = [p for p in parts if len(p.positions)]
     if not parts:
         return np.zeros((0, 0), np.float32), np.zeros(0), np.zeros((0, 4), int), []
     boxes = np.concatenate([window_boxes(p.grid_hw, p.window, 1, image_hw)[p.positions]
                             for p in parts])
     scores = np.concatenate([p.scores for p in parts])
-    keep = nms(boxes, scores, nms_iou, per_image)
+    clear = np.arange(len(scores))
+    if avoid is not None and len(avoid):
+        clear = np.flatnonzero(iou_matrix(boxes, avoid).max(axis=1) < opt.max_iou)
+    keep = clear[nms(boxes[clear], scores[clear], opt.nms_iou, opt.per_image)]
     keys = [k for p in parts for k in p.keys]
     return (np.concatenate([p.vectors for p in parts])[keep], scores[keep], boxes[keep],
             [keys[k] for k in keep])
 
 
-def _mine_round(model: Any, sources: list[Any], c: int, windows: Sequence[tuple[int, int]],
-                scales: Sequence[float], per_image: int, nms_iou: float, margin: float,
-                exclude: set, chunk: int) -> tuple[list, int]:
+def _mine_round(model: Any, sources: list[Any], opt: _Options, exclude: set,
+                chunk: int) -> tuple[list, int]:
     """One scan of every negative image with ``model``'s head: per image that gave hard
     negatives, its (vectors, scores, boxes, keys); and the count of unreadable images."""
     found_all, unreadable = [], 0
@@ -226,11 +247,11 @@ def _mine_round(model: Any, sources: list[Any], c: int, windows: Sequence[tuple[
         part = sources[start:start + chunk]
         found: list[list[_Candidates]] = [[] for _ in part]
         image_hw: list[Any] = [None] * len(part)
-        for s in scales:
+        for s in opt.scales:
             res = model.extract(
                 part, maps=True, input_size=s, on_error="skip",
-                map_fn=lambda i, m, s=s, start=start: _scan(model, m, start + i, s, c,
-                                                            windows, margin, exclude),
+                map_fn=lambda i, m, s=s, start=start: _scan(model, m, start + i, s, opt,
+                                                            exclude),
             )
             for i, got in enumerate(res.maps):
                 if got is not None:
@@ -240,7 +261,7 @@ def _mine_round(model: Any, sources: list[Any], c: int, windows: Sequence[tuple[
             if image_hw[i] is None:
                 unreadable += 1
                 continue
-            picked = _select(parts, image_hw[i], per_image, nms_iou)
+            picked = _select(parts, image_hw[i], opt, opt.avoid_of(start + i))
             if len(picked[3]):
                 found_all.append(picked)
     return found_all, unreadable
@@ -259,6 +280,7 @@ def mine_hard_negatives(
     target: Any = None, negative_label: Any = None, rounds: int = DEFAULT_ROUNDS,
     per_image: int = DEFAULT_PER_IMAGE, scales: Any = MINING_SCALES, window: Any = None,
     nms_iou: float = DEFAULT_NMS_IOU, margin: float = MARGIN,
+    avoid_boxes: Sequence[Sequence[Box]] | None = None, max_iou: float = 0.1,
     log: Callable[[str], None] = print,
 ) -> tuple[GapClassifier, MiningReport]:
     """Hard-negative mining: add the windows a head wrongly scores highest, refit, repeat.
@@ -269,6 +291,9 @@ def mine_hard_negatives(
     ``margin`` go through greedy NMS (so that the mined windows differ) and the best
     ``per_image`` are added as negatives; then a clone of ``model`` is fitted on
     ``features`` plus every negative mined so far. A window mined once is not added again.
+    Images that do hold instances can be mined too, given their boxes (``avoid_boxes``): a
+    window overlapping one of them is never mined (how :func:`train_from_boxes
+    <gapsvm.workflows.detection.boxes.train_from_boxes>` mines its own photos).
 
     Parameters
     ----------
@@ -280,7 +305,8 @@ def mine_hard_negatives(
     negatives : path or images
         A folder of images holding no instance of ``target`` (searched recursively), or
         the images themselves (paths or RGB arrays). For a person model trained on INRIA
-        crops, ``persons/train/not_person``.
+        crops, ``persons/train/not_person``. With ``avoid_boxes``, images whose instances
+        are boxed.
     target : label, default=None
         The class mined against; None is the second class of a binary model (its decision
         value's positive side).
@@ -299,6 +325,12 @@ def mine_hard_negatives(
         The NMS overlap among an image's mined windows, over all scales.
     margin : float, default=MARGIN
         Only windows whose decision value for ``target`` exceeds this are mined.
+    avoid_boxes : sequence of sequences of Box, default=None
+        One list of boxes per image of ``negatives`` (given as a sequence, in its order),
+        in image pixels: windows whose IoU with any of them is ``max_iou`` or more are not
+        mined. None: the images hold no instance.
+    max_iou : float, default=0.1
+        See ``avoid_boxes``.
     log : callable, default=print
 
     Returns
@@ -322,8 +354,11 @@ def mine_hard_negatives(
     windows = parse_windows(window) if window is not None else (model_window(model),)
     pyramid = parse_scales(scales)
     val.check_unit_interval(nms_iou, "nms_iou")
+    val.check_unit_interval(max_iou, "max_iou")
     rounds, per_image = check_int(rounds, "rounds"), check_int(per_image, "per_image")
     sources, source = _negative_sources(negatives)
+    opt = _Options(c, windows, pyramid, per_image, nms_iou, float(margin),
+                   _avoid_arrays(avoid_boxes, len(sources)), max_iou)
     report = MiningReport(source, model.classes_[c], neg, len(sources), 0, len(X), pyramid,
                           windows, per_image, float(margin), rounds)
     mined: list[np.ndarray] = []
@@ -331,7 +366,7 @@ def mine_hard_negatives(
     current = model
     for r in range(1, rounds + 1):
         found, report.n_unreadable = _mine_round(
-            current, sources, c, windows, pyramid, per_image, nms_iou, margin, seen, _CHUNK)
+            current, sources, opt, seen, _CHUNK if opt.avoid is None else _CHUNK_WITH_BOXES)
         keys = [k for f in found for k in f[3]]
         report.rounds.append(MiningRound(
             r, np.concatenate([f[0] for f in found]) if found else np.zeros((0, X.shape[1])),
@@ -353,145 +388,3 @@ def mine_hard_negatives(
     current.training_info_ = {**(getattr(model, "training_info_", None) or {}),
                               "hard_negatives": report.as_info()}
     return current, report
-
-
-# -- box supervision -------------------------------------------------------------------------
-def negative_windows(image_hw: tuple[int, int], boxes: Sequence[Box], n: int,
-                     rng: np.random.Generator, *, max_iou: float = 0.1,
-                     tries_per_window: int = 50) -> list[Box]:
-    """Random windows of an image, shaped like its boxes, that overlap none of them.
-
-    Each window copies the height and width of one of ``boxes`` (an image's boxes, chosen
-    at random), scaled by a factor between 0.8 and 1.25 and cut to the image, at a
-    uniformly random position; it is kept when its IoU with every box is below
-    ``max_iou``. After ``tries_per_window`` draws per wanted window it gives up, so a
-    crowded image yields fewer than ``n``.
-
-    Returns
-    -------
-    list of Box
-        At most ``n`` windows (exclusive maxima, inside the ``(H, W)`` image).
-    """
-    H, W = val.check_image_hw(image_hw)
-    check_int(n, "n", minimum=0)
-    if not boxes:
-        raise ValueError("negative windows copy the shapes of the image's boxes: none given")
-    out: list[Box] = []
-    for _ in range(n * tries_per_window):
-        if len(out) == n:
-            break
-        shape = boxes[int(rng.integers(len(boxes)))]
-        f = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
-        h = int(min(H, max(1, round(shape.height * f))))
-        w = int(min(W, max(1, round(shape.width * f))))
-        x0, y0 = int(rng.integers(W - w + 1)), int(rng.integers(H - h + 1))
-        cand = Box(x0, y0, x0 + w, y0 + h)
-        if all(iou(cand, b) < max_iou for b in boxes):
-            out.append(cand)
-    return out
-
-
-def _crop(image: np.ndarray, box: Box) -> np.ndarray:
-    return np.ascontiguousarray(image[box.y_min:box.y_max, box.x_min:box.x_max])
-
-
-def _photos(boxes_csv: Any, images_dir: Any, filenames: Iterable[str] | None
-            ) -> dict[str, list[tuple[str, list[Box]]]]:
-    """Each photo's path and its (label, boxes), in the CSV's order, optionally a subset."""
-    anns = read_boxes_csv(boxes_csv, images_dir)
-    wanted = None if filenames is None else {Path(f).as_posix() for f in filenames}
-    unknown = (wanted or set()) - {Path(a.filename).as_posix() for a in anns}
-    if unknown:
-        raise ValueError(f"{len(unknown)} file(s) have no box in {os.fspath(boxes_csv)}: "
-                         f"{sorted(unknown)[:5]}")
-    photos: dict[str, list[tuple[str, list[Box]]]] = {}
-    for a in anns:
-        if wanted is None or Path(a.filename).as_posix() in wanted:
-            photos.setdefault(a.path, []).append((a.label, a.boxes))
-    return photos
-
-
-def train_from_boxes(
-    boxes_csv: str | os.PathLike, images_dir: str | os.PathLike, *, classifier: Any = None,
-    input_size: Any = (128, 64), negatives_per_image: int = DEFAULT_NEGATIVES_PER_IMAGE,
-    negative_label: str | None = None, max_iou: float = 0.1,
-    filenames: Iterable[str] | None = None, seed: int = 0,
-    log: Callable[[str], None] = print, **model_params: Any,
-) -> GapClassifier:
-    """Box supervision: a head trained on crops cut from boxed photos.
-
-    Positives are the boxes' pixels, labelled with their CSV label; negatives are
-    ``negatives_per_image`` random windows per photo shaped like its boxes and overlapping
-    none of them (IoU below ``max_iou``, :func:`negative_windows`). Every crop is resized
-    to ``input_size`` by the model, as the training crops of a crop-trained head are.
-
-    Parameters
-    ----------
-    boxes_csv, images_dir : path
-        A boxes CSV (:func:`gapsvm.core.boxes_csv.read_boxes_csv`) and its images' folder.
-    classifier : estimator, default=None
-        The head (None: ``LinearSVC()``).
-    input_size : default=(128, 64)
-        The network input the crops are resized to; 128x64 is INRIA's window, 8x4 cells.
-    negatives_per_image : int, default=DEFAULT_NEGATIVES_PER_IMAGE
-    max_iou : float, default=0.1
-    negative_label : str, default=None
-        The negatives' label; None is ``not_<label>`` when the CSV has one label (so a
-        person CSV gives the classes of INRIA's folders), else ``background``.
-    filenames : iterable of str, optional
-        Use only these photos (as the CSV spells them), e.g. a training half.
-    seed : int, default=0
-        Seeds the negative windows.
-    log : callable, default=print
-    **model_params
-        Other :class:`GapClassifier` parameters (``weights``, ``cache_dir``, ...).
-
-    Returns
-    -------
-    GapClassifier
-        Fitted; ``training_info_["supervision"]`` says it is box-supervised, with the crop
-        counts, and ``train_keys`` hold the photos' content keys (``gapsvm report`` marks
-        them as training images).
-
-    Raises
-    ------
-    BoxesCSVError, FileNotFoundError
-        An invalid CSV or a missing folder.
-    ValueError
-        A name in ``filenames`` without boxes, or a single class of crops.
-    """
-    check_int(negatives_per_image, "negatives_per_image", minimum=0)
-    val.check_unit_interval(max_iou, "max_iou")
-    photos = _photos(boxes_csv, images_dir, filenames)
-    labels_in_csv = sorted({label for parts in photos.values() for label, _ in parts})
-    if negative_label is None:
-        negative_label = (f"not_{labels_in_csv[0]}" if len(labels_in_csv) == 1
-                          else "background")
-    rng = np.random.default_rng(seed)
-    crops: list[np.ndarray] = []
-    y: list[str] = []
-    for path, parts in photos.items():
-        image = read_image(path)
-        every_box = [b for _, boxes in parts for b in boxes]
-        for label, boxes in parts:
-            crops += [_crop(image, b) for b in boxes]
-            y += [label] * len(boxes)
-        negs = negative_windows(image.shape[:2], every_box, negatives_per_image, rng,
-                                max_iou=max_iou)
-        crops += [_crop(image, b) for b in negs]
-        y += [negative_label] * len(negs)
-    n_pos = sum(label != negative_label for label in y)
-    log(f"{len(photos)} photo(s): {n_pos} box crop(s), {len(y) - n_pos} negative crop(s)")
-    model = GapClassifier(classifier, input_size=parse_input_size(input_size), **model_params)
-    model.fit(crops, np.array(y))
-    model.training_info_ = {
-        "supervision": f"box-supervised: crops of the boxes in {os.path.basename(boxes_csv)} "
-                       f"and random windows with IoU < {max_iou} with every box",
-        "boxes_csv": os.path.basename(boxes_csv), "n_photos": len(photos),
-        "n_images": len(y), "n_positives": n_pos, "n_negatives": len(y) - n_pos,
-        "negatives_per_image": negatives_per_image, "negative_max_iou": max_iou,
-        "seed": seed, "classifier": repr(model.classifier),
-        "train_keys": sorted({k for k in image_keys(list(photos)) if k is not None}),
-        "train_keys_preprocess_version": PREPROCESS_VERSION,
-    }
-    return model
