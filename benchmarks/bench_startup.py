@@ -7,9 +7,10 @@ divided by that of ``python -c pass`` measured in the same run (the interpreter'
 start-up), so a slower or busier machine scales both. A command that loads TensorFlow shows
 up here as a ratio near a hundred.
 
-``gapsvm train`` needs scikit-learn, whose import alone takes about a second; what it must
-not do is keep the user waiting for that before saying what it read. Its row times the
-first line it prints, on a small synthetic features file.
+``gapsvm train`` and ``gapsvm report`` need scikit-learn, whose import alone takes about a
+second; what they must not do is keep the user waiting for that before saying what they
+read. Their rows time the first line each prints: train's on a small synthetic features
+file, report's (on standard error, before the model loads) on a folder of three images.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from . import common
 #: reads the backbone registry), none for scikit-learn, far less TensorFlow.
 TARGET = 15.0
 
-#: First line of ``gapsvm train`` / ``python -c pass``: numpy and joblib to read the features
-#: file, not scikit-learn.
+#: First line of ``gapsvm train`` or ``report`` / ``python -c pass``: numpy and joblib to read
+#: the features file, or numpy to scan the folder; not scikit-learn.
 FIRST_LINE_TARGET = 20.0
 
 #: The commands measured: (row label, arguments).
@@ -56,17 +57,23 @@ def median_seconds(argv: list[str], repeats: int) -> float:
     return statistics.median(times)
 
 
-def median_first_line(argv: list[str], repeats: int) -> float:
-    """The median time from launching ``argv`` to its first line on standard output (the
-    process is then left to finish)."""
+def median_first_line(argv: list[str], repeats: int, *, stderr: bool = False,
+                      finish: bool = True) -> float:
+    """The median time from launching ``argv`` to its first line on standard output (or
+    error); the process is then left to finish, or killed when ``finish`` is False."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as p:
-            assert p.stdout is not None
-            p.stdout.readline()
+        with subprocess.Popen(argv, stdout=subprocess.DEVNULL if stderr else subprocess.PIPE,
+                              stderr=subprocess.PIPE if stderr else subprocess.DEVNULL) as p:
+            stream = p.stderr if stderr else p.stdout
+            assert stream is not None
+            stream.readline()
             times.append(time.perf_counter() - t0)
-            p.stdout.read()
+            if finish:
+                stream.read()
+            else:
+                p.kill()
     return statistics.median(times)
 
 
@@ -91,9 +98,21 @@ def synthetic_features_file(folder: Path) -> Path:
     return path
 
 
+def three_images(folder: Path) -> Path:
+    """A flat folder of three small PNG images."""
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (64, 64, 3), np.uint8))
+    return folder
+
+
 def run(repeats: int = 5) -> dict[str, Any]:
     """Rows ``8. start-up``: each command's median start-up over ``python -c pass``'s, and
-    the time to ``gapsvm train``'s first line."""
+    the time to the first line of ``gapsvm train`` and ``gapsvm report``."""
     base = median_seconds([sys.executable, "-c", "pass"], repeats)
     exe = gapsvm_command()
     rows, seconds = [], {"python -c pass": base}
@@ -109,13 +128,23 @@ def run(repeats: int = 5) -> dict[str, Any]:
         argv = [*exe, "train", str(feats), "--out", str(d / "m.skops"), "--cv", "2"]
         first = median_first_line(argv, repeats)
         whole = median_seconds(argv, repeats)
+        report = median_first_line(
+            [*exe, "report", str(d / "m.skops"), str(three_images(d / "images")), "--out",
+             str(d / "report")], repeats, stderr=True, finish=False)
     seconds["`gapsvm train` first line"] = first
     seconds["`gapsvm train` whole run"] = whole
+    seconds["`gapsvm report` first line"] = report
     rows.append(common.row(
         "8. start-up `gapsvm train` (100 vectors), first line / `python -c pass`", first / base,
         at_most=FIRST_LINE_TARGET, fmt=".1f", unit="x",
         detail=f"{first:.3f} s vs {base:.3f} s, median of {repeats}; the whole run "
                f"(scikit-learn, cross-validation, save) {whole:.2f} s",
+    ))
+    rows.append(common.row(
+        "8. start-up `gapsvm report` (3 images), first line / `python -c pass`", report / base,
+        at_most=FIRST_LINE_TARGET, fmt=".1f", unit="x",
+        detail=f"{report:.3f} s vs {base:.3f} s, median of {repeats}; the run is stopped "
+               "there (the rest is loading the model and computing features)",
     ))
     return {"rows": rows, "seconds": seconds}
 

@@ -49,17 +49,17 @@ def fresh_python(code: str, *args: str, timeout: float = 300,
                           timeout=timeout, check=True, cwd=cwd)
 
 
-def run_cli_fresh(*argv: object) -> tuple[int, str, bool]:
+def run_cli_fresh(*argv: object, module: str = "tensorflow") -> tuple[int, str, bool]:
     """Run ``gapsvm <argv>`` in a new interpreter, for what an in-process run cannot show:
-    whether the command loaded TensorFlow.
+    whether the command loaded TensorFlow (or another ``module``).
 
     Returns
     -------
-    (exit status, stdout, whether ``tensorflow`` was imported)
+    (exit status, stdout, whether ``module`` was imported)
     """
-    code = ("import sys\nfrom gapsvm.cli.main import main\nrc = main(sys.argv[1:])\n"
-            "print(f'\\n{rc} {\"tensorflow\" in sys.modules}')")
-    res = fresh_python(code, *map(str, argv))
+    code = ("import sys\nfrom gapsvm.cli.main import main\nrc = main(sys.argv[2:])\n"
+            "print(f'\\n{rc} {sys.argv[1] in sys.modules}')")
+    res = fresh_python(code, module, *map(str, argv))
     out, _, last = res.stdout.rstrip("\n").rpartition("\n")
     rc, loaded = last.split()
     return int(rc), out.removesuffix("\n"), loaded == "True"

@@ -255,12 +255,13 @@ def test_startup_bench_rows() -> None:
     from benchmarks import bench_startup
 
     out = bench_startup.run(repeats=1)
-    rows = check_rows(out, n_min=len(bench_startup.COMMANDS) + 1)
+    rows = check_rows(out, n_min=len(bench_startup.COMMANDS) + 2)
     assert all(r["name"].startswith("8. start-up") and r["value"] > 0 for r in rows)
     assert out["seconds"]["python -c pass"] > 0
     # The first line of `gapsvm train` comes before the end of the run.
     seconds = out["seconds"]
     assert 0 < seconds["`gapsvm train` first line"] < seconds["`gapsvm train` whole run"]
+    assert seconds["`gapsvm report` first line"] > 0
 
 
 def test_backbones_bench_times_every_registry_backbone_against_vgg16(shared_data) -> None:

@@ -108,3 +108,21 @@ def test_target_all_draws_every_class_for_each_image(trained, tmp_path, capsys):
     paths, _ = readable(trained["flat"])
     assert len(page.cards) == len(paths) and len(page.panels) == 2 * len(paths)
     assert page.fields["map drawn"] == "every class, one row per image"
+
+
+def test_report_says_what_it_covers_before_loading_the_model(trained, tmp_path, capsys):
+    from gapsvm.core.scan import load_directory
+
+    argv = [str(a) for a in ("report", trained["model_path"], trained["labelled"], "--out",
+                             tmp_path / "o", "--cache-dir", trained["cache"])]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    paths, _, names = load_directory(trained["labelled"])
+    assert first == (f"report: {len(paths)} image(s) in {trained['labelled']} "
+                     f"({len(names)} classes); loading {trained['model_path']}")
+    assert cli.main([*argv, "-q"]) == 0
+    assert "loading" not in capsys.readouterr().err
+    # A folder without images fails before the model (and scikit-learn) is loaded.
+    rc, _, sklearn = run_cli_fresh("report", trained["model_path"], tmp_path / "missing",
+                                   "--out", tmp_path / "o2", module="sklearn")
+    assert (rc, sklearn) == (1, False)

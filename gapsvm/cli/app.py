@@ -76,15 +76,18 @@ def build_parser(commands: Sequence[ModuleType] = COMMANDS) -> argparse.Argument
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions reported on one line: bad input, files, weights, models."""
-    from gapsvm.core.cache import CacheWriteError
-    from gapsvm.core.decode import ImageReadError
-    from gapsvm.core.head import NotLinearError
-    from gapsvm.estimator.persist import ModelLoadError
-    from gapsvm.network.backbone.weights import WeightsError
+    """The exceptions reported on one line: bad input, files, weights, models.
 
-    return (CLIError, ImageReadError, WeightsError, ModelLoadError, NotLinearError,
-            CacheWriteError, OSError, ValueError)
+    gapsvm's own are ValueErrors (ImageReadError, ModelLoadError, NotLinearError) or OSErrors
+    (CacheWriteError), except WeightsError, which only its module raises, so it is taken
+    from there once loaded. Nothing is imported here: an error found before the model loads
+    (scikit-learn, about a second) is reported at once.
+    """
+    errors: list[type[BaseException]] = [CLIError, OSError, ValueError]
+    weights = sys.modules.get("gapsvm.network.backbone.weights")
+    if weights is not None:
+        errors.append(weights.WeightsError)
+    return tuple(errors)
 
 
 def run(argv: Sequence[str] | None = None, commands: Sequence[ModuleType] = COMMANDS) -> int:

@@ -58,11 +58,25 @@ def _notes(args: argparse.Namespace) -> list[str]:
     return notes
 
 
+def _announce(args: argparse.Namespace) -> None:
+    """Scan the folder before the model loads, which imports scikit-learn (about a second):
+    the user sees at once what the report covers, and a folder without images fails at once
+    rather than after the load."""
+    from gapsvm.core.scan import load_directory
+
+    paths, labels, names = load_directory(args.images_dir)
+    if not args.quiet:
+        kind = "a flat folder" if labels is None else f"{len(names)} classes"
+        print(f"report: {len(paths)} image(s) in {args.images_dir} ({kind}); loading "
+              f"{args.model}", file=sys.stderr, flush=True)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """`gapsvm report`: one self-contained HTML page of CAMs, model card and confusion matrix."""
+    notes = _notes(args)
+    _announce(args)
     from gapsvm.workflows.report import build_report
 
-    notes = _notes(args)
     model = load_model_for(args)
     rep = build_report(
         model, args.images_dir, args.out, target=args.target, input_size=model.input_size,
