@@ -422,7 +422,9 @@ def test_detection_quick_table(shared_data, tmp_path) -> None:
     assert out["photos"] == {"even": len(even), "odd": len(odd)}
     assert [r["method"] for r in out["rows"]] == [
         'boxes(mode="all"), INRIA crops only', "detect, INRIA crops only",
-        "detect, INRIA crops + hard negatives", "detect, box-supervised (even photos)",
+        "detect, INRIA crops + hard negatives",
+        "detect, INRIA crops + hard negatives from smoke photos",
+        "detect, box-supervised (even photos)",
         "detect, box-supervised + mined in its photos"]
     for r in out["rows"]:  # every row is scored on the odd photos only
         assert r["n_images"] == len(odd)
