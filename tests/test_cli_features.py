@@ -16,7 +16,7 @@ from _helpers import run_cli, tool, write_rgb
 from gapsvm import GapFeaturizer
 from gapsvm.cli import features as features_cli
 from gapsvm.cli.features import precision_hint, write_errors_csv
-from gapsvm.network.features_file import read_features_file
+from gapsvm.network.features_file import image_keys, read_features_file
 
 work, dataset, features_file, dirty_dataset = (
     _cli.work, _cli.dataset, _cli.features_file, _cli.dirty_dataset)  # shared fixtures
@@ -34,6 +34,8 @@ def test_features_writes_vectors_labels_paths_and_meta(features_file, dataset, w
     assert meta["backbone"] == "vgg16" and meta["layer"] == "block5_conv3"
     # The same vectors the Python API gives for those files.
     files = [str(dataset / p) for p in d["paths"]]
+    # Each image's content key, as hashed for the cache: train need not read them again.
+    assert d["keys"] == image_keys(files) and None not in d["keys"]
     want = GapFeaturizer(input_size=(128, 64), cache_dir=None, verbose=0).fit().transform(files)
     np.testing.assert_allclose(d["X"], want, rtol=1e-5, atol=1e-6)
 

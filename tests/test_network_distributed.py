@@ -104,6 +104,7 @@ def test_identical_to_single_process_one_backbone_per_worker(client, paths40, re
 
     _same(res.gap, reference.gap)
     assert res.image_hw == reference.image_hw and res.input_hw == reference.input_hw
+    assert res.keys == reference.keys and None not in res.keys
     assert res.errors == [] and res.maps is None and res.n_computed == 40  # a fresh cache
     assert res.metadata == _featurizer(None).fit().metadata()  # what a features file records
     # Chunks come back in input order, covering every image once.

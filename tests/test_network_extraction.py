@@ -98,6 +98,19 @@ def test_skip_computes_the_good_ones(mixed_folder) -> None:
     assert "empty" in res.errors[1].reason
 
 
+def test_keys_are_the_content_hashes_computed_or_cached(mixed_folder, cache_dir) -> None:
+    from gapsvm.core.cache import content_key
+
+    files, bad_idx = mixed_folder
+    fz = fitted_featurizer(cache_dir=cache_dir)
+    want = [None if i in bad_idx else content_key(Path(f).read_bytes())
+            for i, f in enumerate(files)]
+    first = fz.extract(files, on_error="skip")
+    again = fz.extract(files, on_error="skip")  # every readable image from the cache now
+    assert first.n_computed > 0 and again.n_computed == 0
+    assert first.keys == want and again.keys == want
+
+
 # ------------------------------------------------------------------ ordering and inputs
 
 

@@ -94,3 +94,11 @@ def test_labels_mixing_text_and_numbers_are_refused(tmp_path) -> None:
 def test_labels_all_text_or_all_numbers_are_read(tmp_path, y) -> None:
     d = read_features_file(_dump(tmp_path / "f.joblib", y=y))
     assert d["y"].tolist() == y.tolist()
+
+
+def test_a_key_per_row_or_the_file_is_damaged(tmp_path) -> None:
+    f = tmp_path / "f.joblib"
+    joblib.dump({"format": 1, "X": np.zeros((4, 3), np.float32), "y": None,
+                 "keys": ["ab" * 10] * 3, "meta": _meta()}, f)
+    with pytest.raises(ValueError, match=r"is damaged: 3 keys for 4 feature rows"):
+        read_features_file(f)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,21 @@ def test_training_records_its_images_by_content_as_the_cache_keys_them(tmp_path)
     assert info["train_keys_preprocess_version"] == PREPROCESS_VERSION
     assert log[-1] == (f"1 of 6 training image(s) could not be read again from {str(data)!r} "
                        "to record their content; gapsvm report will not recognise them")
+    # A file that records the keys hashed for the cache: the images are not read again
+    # (here they are all gone), and an older preprocessing's keys are not taken for today's.
+    recorded = [f"{i:020x}" for i in range(6)]
+    shutil.rmtree(data)
+    write_features_file(f, {"X": X, "y": y, "class_names": ["c0", "c1"], "paths": paths,
+                            "keys": recorded, "data_dir": str(data), "errors": [],
+                            "meta": _meta()})
+    log.clear()
+    info = train_from_features(f, cv=0, log=log.append).training_info_
+    assert info["train_keys"] == recorded and not any("read again" in m for m in log)
+    old = {**_meta(), "preprocess_version": PREPROCESS_VERSION - 1}
+    write_features_file(f, {"X": X, "y": y, "class_names": ["c0", "c1"], "paths": paths,
+                            "keys": recorded, "data_dir": str(data), "errors": [], "meta": old})
+    info = train_from_features(f, cv=0, log=log.append).training_info_
+    assert info["train_keys"] == []  # read again: gone, so none recorded
 
 
 def test_the_summary_is_shown_before_scikit_learn_is_imported(tmp_path) -> None:

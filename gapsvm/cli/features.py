@@ -118,7 +118,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     """`gapsvm features`: a folder of images to one features file (cached per image)."""
     from gapsvm.core.output import safe_relpath
     from gapsvm.core.scan import ScanProblem, load_directory
-    from gapsvm.network.features_file import write_features_file
+    from gapsvm.network.features_file import short_key, write_features_file
 
     problems: list[ScanProblem] = []
     paths, labels, class_names = load_directory(args.data_dir, problems)
@@ -136,6 +136,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         "y": None if labels is None else labels[ok],
         "class_names": class_names,
         "paths": [r for r, k in zip(rel, ok, strict=True) if k],
+        "keys": [short_key(k) for k, o in zip(res.keys, ok, strict=True) if o],
         "image_hw": [hw for hw in res.image_hw if hw is not None],
         "data_dir": root,
         "errors": errors,

@@ -189,6 +189,7 @@ def _run_chunk(
         "gap": res.gap,
         "image_hw": res.image_hw,
         "input_hw": res.input_hw,
+        "keys": res.keys,
         # Plain (index, reason) pairs travel back; the client rebuilds the errors.
         "errors": [(e.index, e.reason) for e in res.errors],
         "n_computed": res.n_computed,
@@ -249,6 +250,7 @@ class _Merged:
         self.gap: np.ndarray | None = None
         self.image_hw: list[tuple[int, int] | None] = [None] * n
         self.input_hw: list[tuple[int, int] | None] = [None] * n
+        self.keys: list[str | None] = [None] * n
         self.errors: dict[int, ImageReadError] = {}
         self.records: list[dict[str, Any]] = []
         self.reference: dict[str, Any] | None = None
@@ -263,6 +265,7 @@ class _Merged:
         self.gap[j : j + m] = out["gap"]
         self.image_hw[j : j + m] = out["image_hw"]
         self.input_hw[j : j + m] = out["input_hw"]
+        self.keys[j : j + m] = out["keys"]
         for i, reason in out["errors"]:
             err = ImageReadError(self.names[j + i], reason)
             err.index = j + i
@@ -275,6 +278,7 @@ class _Merged:
         return DistributedExtractionResult(
             gap=self.gap, maps=None, image_hw=self.image_hw, input_hw=self.input_hw,
             errors=[self.errors[i] for i in sorted(self.errors)], n_computed=self.n_computed,
+            keys=self.keys,
             metadata=features_metadata(self.reference["backbone_metadata"], size),
             chunks=sorted(self.records, key=lambda r: r["start"]),
         )

@@ -70,6 +70,7 @@ class ImageResult:
     input_hw: tuple[int, int] | None = None
     error: ImageReadError | None = None
     cached: bool = False
+    key: str | None = None
 
 
 @dataclass
@@ -89,6 +90,9 @@ class ExtractionResult:
         One per failed image, in input order; ``error.index`` is its position.
     n_computed : int
         Images that went through the network (the rest came from the cache).
+    keys : list of str or None
+        Each image's content key (:func:`gapsvm.core.cache.content_key`, the cache's key;
+        None for failed images), so that what was hashed once need not be read again.
     """
 
     gap: np.ndarray
@@ -97,6 +101,7 @@ class ExtractionResult:
     input_hw: list[tuple[int, int] | None]
     errors: list[ImageReadError] = field(default_factory=list)
     n_computed: int = 0
+    keys: list[str | None] = field(default_factory=list)
 
     @property
     def ok(self) -> np.ndarray:
@@ -183,7 +188,7 @@ class _Batches:
                 self.cache.put(it.key, g, m if self.cache_maps else None, it.image_hw,
                                it.input_hw)
             yield ImageResult(it.index, g, m if self.want_maps else None, it.image_hw,
-                              it.input_hw)
+                              it.input_hw, key=it.key)
 
 
 def _settled(item: CacheHit | ReadFailure, want_maps: bool) -> ImageResult:
@@ -191,7 +196,7 @@ def _settled(item: CacheHit | ReadFailure, want_maps: bool) -> ImageResult:
     if isinstance(item, CacheHit):
         e = item.entry
         return ImageResult(item.index, e.gap, e.maps if want_maps else None, e.image_hw,
-                           e.input_hw, cached=True)
+                           e.input_hw, cached=True, key=item.key)
     item.error.index = item.index
     return ImageResult(item.index, error=item.error)
 
@@ -296,6 +301,7 @@ def collect(
         maps=[None] * n if want_maps else None,
         image_hw=[None] * n,
         input_hw=[None] * n,
+        keys=[None] * n,
     )
     errors: dict[int, ImageReadError] = {}
     for r in results:
@@ -305,6 +311,7 @@ def collect(
         res.gap[r.index] = r.gap
         res.image_hw[r.index] = r.image_hw
         res.input_hw[r.index] = r.input_hw
+        res.keys[r.index] = r.key
         if want_maps:
             res.maps[r.index] = r.maps if map_fn is None else map_fn(r.index, r.maps)
         res.n_computed += not r.cached

@@ -22,6 +22,11 @@ REQUIRED_META = ("backbone", "layer", "input_size", "precision", "weights")
 KEY_CHARS = 20
 
 
+def short_key(key: str | None) -> str | None:
+    """A content key as a model keeps it: its first :data:`KEY_CHARS` hex digits."""
+    return None if key is None else key[:KEY_CHARS]
+
+
 def image_keys(paths: Sequence[str | os.PathLike]) -> list[str | None]:
     """Each image file's content key, as the feature cache computes it, shortened.
 
@@ -45,7 +50,7 @@ def image_keys(paths: Sequence[str | os.PathLike]) -> list[str | None]:
     out: list[str | None] = []
     for p in paths:
         try:
-            out.append(content_key(read_bytes(p))[:KEY_CHARS])
+            out.append(short_key(content_key(read_bytes(p))))
         except ImageReadError:
             out.append(None)
     return out
@@ -55,7 +60,9 @@ def write_features_file(path: str | os.PathLike, payload: dict[str, Any]) -> Non
     """Write a ``gapsvm features`` file atomically (joblib, uncompressed).
 
     ``payload`` holds ``X``, ``y``, ``class_names``, ``paths`` (relative to ``data_dir``,
-    POSIX separators), ``data_dir``, ``errors`` (list of ``{"path", "reason"}``) and ``meta``.
+    POSIX separators), ``keys`` (each image's :func:`short_key`, as hashed for the cache, so
+    ``gapsvm train`` need not read the images again; files written before gapsvm 0.3 lack
+    it), ``data_dir``, ``errors`` (list of ``{"path", "reason"}``) and ``meta``.
 
     ``meta`` says what produced the features (it is copied into every model trained on
     them); ``errors`` says which inputs were left out and why, so it sits beside ``meta``,
@@ -114,7 +121,7 @@ def read_features_file(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(X, np.ndarray) or X.ndim != 2:
         raise ValueError(f"{name} is damaged: X must be a 2-D array, got {type(X).__name__} "
                          f"{getattr(X, 'shape', '')}")
-    for key in ("y", "paths"):
+    for key in ("y", "paths", "keys"):
         value = d.get(key)
         if value is not None and (not hasattr(value, "__len__") or len(value) != len(X)):
             got = len(value) if hasattr(value, "__len__") else type(value).__name__

@@ -38,10 +38,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CacheHit:
-    """An image whose features the cache already holds."""
+    """An image whose features the cache already holds, and its cache key."""
 
     index: int
     entry: CacheEntry
+    key: str
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def prepare_images(
             want = _network_input(guess, input_size, min_side)
             entry = _lookup(cache, key, want, guess, input_size, need_maps)
             if entry is not None:
-                out.append(CacheHit(i, entry))
+                out.append(CacheHit(i, entry, key))
                 continue
             if isinstance(data, np.ndarray):
                 img, hw = data, tuple(data.shape[:2])
@@ -144,7 +145,7 @@ def prepare_images(
                 # The header was wrong about the size (EXIF rotation) or silent about it.
                 entry = _lookup(cache, key, thw, hw, input_size, need_maps)
                 if entry is not None:
-                    out.append(CacheHit(i, entry))
+                    out.append(CacheHit(i, entry, key))
                     continue
             out.append(PendingImage(i, key, resize_image(img, thw), hw, thw))
         except ImageReadError as exc:

@@ -318,13 +318,17 @@ def train_from_features(
 
 def _training_images(data: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     """``training_info_`` entries by which ``gapsvm report`` recognises the training images:
-    their content keys (read again from the features file's folder) and the preprocessing
-    version the keys cover."""
+    their content keys and the preprocessing version the keys cover. The features file holds
+    the keys computed when its images were hashed for the cache; one written before it did
+    has its images read and hashed again."""
     from gapsvm.core.cache import PREPROCESS_VERSION
 
     root, paths = data.get("data_dir"), data.get("paths")
-    if not root or paths is None:
-        keys: list[str | None] = [None] * len(data["X"])
+    recorded = data.get("keys")
+    if recorded is not None and data["meta"].get("preprocess_version") == PREPROCESS_VERSION:
+        keys: list[str | None] = list(recorded)
+    elif not root or paths is None:
+        keys = [None] * len(data["X"])
     else:
         keys = image_keys([os.path.join(root, *str(p).split("/")) for p in paths])
     missing = sum(k is None for k in keys)
