@@ -199,13 +199,14 @@ DETECT_MAX_DETECTIONS = 100
 
 
 def scale_list_arg(text: str) -> tuple[float, ...]:
-    """A pyramid of scales of each image's own size: ``2,2.5,3`` or ``x2,x3``."""
+    """Scales of each image's own size: ``2,2.5,3``, ``x2,x3`` or ``native``."""
     from gapsvm.core.sizes import parse_scales
 
     try:
         return parse_scales(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (scales of each image: 2,2.5,3)") from None
+        raise argparse.ArgumentTypeError(
+            f"{exc} (scales of each image's own size: 2,2.5,3, x2 or native)") from None
 
 
 def windows_arg(text: str) -> tuple[tuple[int, int], ...]:

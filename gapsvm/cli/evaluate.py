@@ -23,20 +23,9 @@ from gapsvm.cli._common import (
     add_quiet,
     detect_options,
     load_model_for,
+    scale_list_arg,
     verbose,
 )
-
-
-def scales_arg(text: str) -> tuple[float, ...]:
-    """``--input-size`` / ``--scale`` / ``--scales`` of ``evaluate``: a scale list."""
-    from gapsvm.core.sizes import parse_scales
-
-    try:
-        return parse_scales(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{exc} (evaluate sees each photo at scales of its own size: x2, native, x1,x2)"
-        ) from None
 
 
 def input_size_scales_arg(text: str) -> tuple[float | tuple[int, int], ...]:
@@ -69,10 +58,10 @@ def _add_scale_flags(p: argparse.ArgumentParser) -> None:
                      help="network input: native (default), a scale x2, a fixed size such as "
                           "224x224 (the size the head was trained at), or a list x1,x2 "
                           "(multi-scale CAM: the mean of the upsampled CAMs)")
-    how.add_argument("--scale", dest="scales", type=scales_arg, help="resize the photos by "
+    how.add_argument("--scale", dest="scales", type=scale_list_arg, help="resize the photos by "
                      "this factor before the network (default 1: their own size; small "
                      "objects need 2: one map cell per 16 network pixels); --input-size xS")
-    how.add_argument("--scales", dest="scales", type=scales_arg, metavar="S1,S2",
+    how.add_argument("--scales", dest="scales", type=scale_list_arg, metavar="S1,S2",
                      help="multi-scale CAM: the mean of the upsampled CAMs at these scales, "
                           "e.g. 1,2; --input-size x1,x2 (default: one scale, 1)")
     # None: the model's calibrated inputs when recorded, else x1 (each photo's own size).
