@@ -12,7 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gapsvm.core.boxes import Box, as_box, as_boxes, boxes_to_mask, cam_to_boxes, draw_boxes, iou
+from gapsvm.core.boxes import (
+    Box,
+    as_box,
+    as_boxes,
+    box_array,
+    boxes_to_mask,
+    cam_to_boxes,
+    draw_boxes,
+    iou,
+    iou_matrix,
+)
 
 FAST = settings(max_examples=60)  # the profile in conftest.py sets the rest
 
@@ -312,3 +322,17 @@ def test_iou_matrix_is_iou_pair_by_pair() -> None:
     want = [[iou(tuple(p), tuple(q)) for q in a[25:]] for p in a[:25]]
     assert got.shape == (25, 15) and got.dtype == np.float64
     assert np.array_equal(got, np.array(want))
+
+
+def test_box_array_stacks_checked_boxes_for_iou_matrix() -> None:
+    boxes = [Box(0, 0, 4, 4), (2, 2, 6, 8), np.array([1, 1, 3, 3])]
+    arr = box_array(boxes)
+    assert arr.dtype == np.int64 and arr.shape == (3, 4)
+    assert [tuple(r) for r in arr] == [b.as_tuple() for b in as_boxes(boxes)]
+    assert box_array([]).shape == (0, 4)
+    m = iou_matrix(arr, arr)
+    assert m[0, 1] == iou(boxes[0], boxes[1]) and np.allclose(np.diag(m), 1.0)
+    with pytest.raises(TypeError, match="single Box"):
+        box_array(Box(0, 0, 1, 1))
+    with pytest.raises(ValueError):
+        box_array([(5, 0, 1, 1)])  # x_max < x_min: checked as every box is

@@ -65,6 +65,7 @@ __all__ = [
     "BoxLike",
     "as_box",
     "as_boxes",
+    "box_array",
     "boxes_to_mask",
     "cam_to_boxes",
     "draw_boxes",
@@ -199,6 +200,11 @@ def as_boxes(boxes: Iterable[BoxLike]) -> list[Box]:
     if isinstance(boxes, Box):
         raise TypeError("expected a sequence of boxes, got a single Box; wrap it in a list")
     return [as_box(b) for b in boxes]
+
+
+def box_array(boxes: Iterable[BoxLike]) -> np.ndarray:
+    """:func:`as_boxes` as an ``int64`` ``(n, 4)`` array, the input :func:`iou_matrix` takes."""
+    return np.array([b.as_tuple() for b in as_boxes(boxes)], dtype=np.int64).reshape(-1, 4)
 
 
 def boxes_to_mask(shape: Sequence[int], boxes: Iterable[BoxLike]) -> np.ndarray:

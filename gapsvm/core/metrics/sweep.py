@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gapsvm.core.boxes import BoxLike, as_box, as_boxes, iou_matrix
+from gapsvm.core.boxes import BoxLike, as_boxes, box_array, iou_matrix
 from gapsvm.core.metrics.localisation import corloc, iou_threshold
 from gapsvm.core.validation import check_map
 
@@ -159,9 +159,7 @@ def box_ious(boxes: np.ndarray | Sequence[BoxLike], gt_boxes: Iterable[BoxLike])
         ``float64`` ``(n, n_gt)``; 0 where a union is empty. Equals
         :func:`~gapsvm.core.boxes.iou` pair by pair.
     """
-    a = np.array([as_box(b).as_tuple() for b in boxes], dtype=np.int64).reshape(-1, 4)
-    g = np.array([b.as_tuple() for b in as_boxes(gt_boxes)], dtype=np.int64).reshape(-1, 4)
-    return iou_matrix(a, g)
+    return iou_matrix(box_array(boxes), box_array(gt_boxes))
 
 
 def iou_curve(

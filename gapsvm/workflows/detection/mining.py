@@ -22,7 +22,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from gapsvm.core import validation as val
-from gapsvm.core.boxes import Box, as_box, iou_matrix
+from gapsvm.core.boxes import Box, box_array, iou_matrix
 from gapsvm.core.detection import nms, parse_windows, window_boxes, window_means
 from gapsvm.core.scan import list_images, no_images_message
 from gapsvm.core.sizes import format_scales, parse_scales
@@ -194,8 +194,7 @@ def _avoid_arrays(avoid_boxes: Sequence[Sequence[Box]] | None, n: int
     if len(avoid_boxes) != n:
         raise ValueError(f"avoid_boxes has {len(avoid_boxes)} list(s) of boxes for {n} "
                          "image(s): give one list per image, in the images' order")
-    return tuple(np.array([as_box(b).as_tuple() for b in boxes], np.int64).reshape(-1, 4)
-                 for boxes in avoid_boxes)
+    return tuple(box_array(boxes) for boxes in avoid_boxes)
 
 
 def _scan(model: Any, maps: np.ndarray, image: int, scale: float, opt: _Options,
