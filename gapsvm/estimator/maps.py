@@ -187,6 +187,7 @@ class MapsMixin:
             the head classifies as ``target``. None keeps the best ``max_detections``.
         max_detections : int or None, default=100
             At most this many detections per image.
+
         Returns
         -------
         list of list of Detection
