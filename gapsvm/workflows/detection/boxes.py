@@ -168,7 +168,8 @@ def train_from_boxes(
     labels_in_csv = sorted({label for parts in photos.values() for label, _ in parts})
     if mining_rounds and len(labels_in_csv) != 1:
         raise ValueError(f"mining needs one label in {os.fspath(boxes_csv)}, which has "
-                         f"{len(labels_in_csv)} ({labels_in_csv[:5]}): pass mining_rounds=0")
+                         f"{len(labels_in_csv)} ({labels_in_csv[:5]}): pass mining_rounds=0 "
+                         "(--mining-rounds 0)")
     if negative_label is None:
         negative_label = (f"not_{labels_in_csv[0]}" if len(labels_in_csv) == 1
                           else "background")
