@@ -10,7 +10,8 @@ Rows (each is ``GapClassifier.detect`` unless named otherwise):
   CAM plus the intercept (:func:`gapsvm.workflows.evaluate.detection.scored_boxes`); input
   scale and threshold chosen on the even photos. The baseline.
 * INRIA-only head: LinearSVC on the 800 INRIA crops; its training input size, the pyramid,
-  the window shapes and the NMS overlap chosen on the even photos.
+  the window shapes, the NMS overlap and box voting (on or off) chosen on the even photos;
+  also shown with box voting off.
 * the same head after hard-negative mining
   (:func:`gapsvm.workflows.detection.mine_hard_negatives`) on the person-free crops of
   ``persons/train/not_person``, scanned at scales 2, 3 and 4; same detect settings.
@@ -49,12 +50,13 @@ CANDIDATE_SCALES = (1.5, 2.0, 2.5, 3.0)
 #: Window shapes (feature cells, height x width) the choice tries; 8x4 is the training crop.
 CANDIDATE_WINDOWS = (((8, 4),), ((6, 4),), ((8, 6),), ((6, 4), (8, 6)))
 CANDIDATE_NMS = (0.3,)
+CANDIDATE_VOTE = (False, True)
 BASELINE_THRESHOLDS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 1))
 #: Training input sizes of the INRIA head the choice tries (INRIA's crops are 128x64).
 CANDIDATE_TRAIN_SIZES = ((128, 64), (160, 80), (224, 112))
 #: Quick mode (the test): a few photos and crops, one scale, one window, float32 only.
 QUICK = {"photos": 4, "crops": 16, "negatives": 4, "scales": (1.0,), "windows": (((2, 2),),),
-         "nms": (0.3,), "rounds": 1, "train_sizes": ((64, 32), (96, 48))}
+         "nms": (0.3,), "vote": (False, True), "rounds": 1, "train_sizes": ((64, 32), (96, 48))}
 
 
 def photos(limit: int | None = None) -> tuple[list[Any], list[Any]]:
@@ -96,21 +98,24 @@ def score(found: Sequence[Any], anns: Sequence[Any]) -> dict[str, Any]:
 
 
 def detect_with(infos: dict[float, Any], settings: dict[str, Any]) -> list[Any]:
-    """Detections for ``settings`` (scales, windows, nms_iou) from precomputed CAMs."""
+    """Detections for ``settings`` (scales, windows, nms_iou, box_vote) from precomputed
+    CAMs."""
     from gapsvm.estimator.detection import detections_from
 
     return detections_from([infos[s] for s in settings["scales"]], "person",
-                           settings["windows"], nms_iou=settings["nms_iou"])
+                           settings["windows"], nms_iou=settings["nms_iou"],
+                           box_vote=settings["box_vote"])
 
 
 def choose_detect(infos: dict[float, Any], anns: Sequence[Any], scales: Sequence[float],
-                  windows: Sequence[Any], nms: Sequence[float]) -> dict[str, Any]:
+                  windows: Sequence[Any], nms: Sequence[float],
+                  votes: Sequence[bool] = CANDIDATE_VOTE) -> dict[str, Any]:
     """The settings with the best AP@0.5 (then AP@0.3) on ``anns``: every run of consecutive
-    candidate scales, every window set, every NMS overlap."""
+    candidate scales, every window set, every NMS overlap, box voting on and off."""
     runs = [tuple(scales[i:j]) for i in range(len(scales)) for j in range(i + 1, len(scales) + 1)]
     best, key = None, None
-    for ss, ws, n in itertools.product(runs, windows, nms):
-        settings = {"scales": ss, "windows": ws, "nms_iou": n}
+    for ss, ws, n, v in itertools.product(runs, windows, nms, votes):
+        settings = {"scales": ss, "windows": ws, "nms_iou": n, "box_vote": v}
         s = score(detect_with(infos, settings), anns)
         k = (s["ap@0.5"], s["ap@0.3"])
         if key is None or k > key:
@@ -233,7 +238,7 @@ def choose(heads: dict[tuple[int, int], Any], even: Sequence[Any], q: dict[str, 
     for size, model in heads.items():
         s = choose_detect(pyramid(model, even, scales), even, scales,
                           q["windows"] if q else CANDIDATE_WINDOWS,
-                          q["nms"] if q else CANDIDATE_NMS)
+                          q["nms"] if q else CANDIDATE_NMS, q["vote"] if q else CANDIDATE_VOTE)
         key = (s["chosen_on"]["ap@0.5"], s["chosen_on"]["ap@0.3"])
         if best is None or key > best[0]:
             best = (key, size, s)
@@ -305,8 +310,13 @@ def run(quick: bool = False, *, weights: Any = "imagenet", cache_dir: Any = "aut
     infos_odd = pyramid(inria_model, odd, (base["scale"],))
     rows = [{"method": 'boxes(mode="all"), INRIA crops only',
              **score(baseline(infos_odd, odd, base["scale"], base["threshold"]), odd)}]
-    for name, model in {"INRIA crops only": inria_model, **others}.items():
-        found = detect_with(pyramid(model, odd, settings["scales"]), settings)
+    # The INRIA head once more with box voting switched the other way, to show what it does.
+    other = {**settings, "box_vote": not settings["box_vote"]}
+    runs = [("INRIA crops only", inria_model, settings),
+            (f"INRIA crops only, box voting {_on(other)}", inria_model, other),
+            *((name, model, settings) for name, model in others.items())]
+    for name, model, s in runs:
+        found = detect_with(pyramid(model, odd, s["scales"]), s)
         rows.append({"method": f"detect, {name}", **score(found, odd)})
     if picture:
         figure(inria_model, odd[0], settings, picture)
@@ -315,6 +325,10 @@ def run(quick: bool = False, *, weights: Any = "imagenet", cache_dir: Any = "aut
     return {"rows": rows, "settings": settings, "baseline": base, "mining": mining,
             "correlation": correlation(inria_model, odd, settings, 4 if quick else 12),
             "throughput": speed, "photos": {"even": len(even), "odd": len(odd)}}
+
+
+def _on(settings: dict[str, Any]) -> str:
+    return "on" if settings["box_vote"] else "off"
 
 
 def markdown(out: dict[str, Any]) -> str:
@@ -328,7 +342,7 @@ def markdown(out: dict[str, Any]) -> str:
     lines += ["", f"Chosen on the {out['photos']['even']} even photos: INRIA head trained at "
               f"{s['train_size'][0]}x{s['train_size'][1]}, scales "
               f"{','.join(f'{v:g}' for v in s['scales'])}, windows {wins}, NMS IoU "
-              f"{s['nms_iou']:g}; baseline at scale {b['scale']:g}, threshold "
+              f"{s['nms_iou']:g}, box voting {_on(s)}; baseline at scale {b['scale']:g}, threshold "
               f"{b['threshold']:g}. Reported on the {out['photos']['odd']} odd photos."]
     for t in out["throughput"]:
         lines.append(f"- {t['precision']}: {t['pyramid_per_s']:.2f} photos/s for the pyramid, "

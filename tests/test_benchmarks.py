@@ -420,8 +420,10 @@ def test_detection_quick_table(shared_data, tmp_path) -> None:
                         picture=tmp_path / "p.png")
     even, odd = detection.photos(detection.QUICK["photos"])
     assert out["photos"] == {"even": len(even), "odd": len(odd)}
+    other = "off" if out["settings"]["box_vote"] else "on"  # the same head, voting switched
     assert [r["method"] for r in out["rows"]] == [
         'boxes(mode="all"), INRIA crops only', "detect, INRIA crops only",
+        f"detect, INRIA crops only, box voting {other}",
         "detect, INRIA crops + hard negatives",
         "detect, INRIA crops + hard negatives from smoke photos",
         "detect, box-supervised (even photos)",

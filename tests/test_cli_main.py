@@ -12,6 +12,7 @@ import pytest
 from _helpers import fresh_python, run_cli
 
 from gapsvm import cli
+from gapsvm.cli import _common
 from gapsvm.cli.main import build_parser
 
 #: Every command and its arguments as gapsvm 0.1 spelled them: none may go away.
@@ -169,7 +170,6 @@ def test_detect_flags_show_the_libraries_defaults_without_numpy() -> None:
     # cli/_common.py spells detect()'s defaults so --help needs no numpy: they must stay its own.
     import inspect
 
-    from gapsvm.cli import _common
     from gapsvm.estimator.detection import DEFAULT_NMS_IOU, DEFAULT_SCALES, detect_of
 
     assert _common.DETECT_SCALES == DEFAULT_SCALES and _common.DETECT_NMS_IOU == DEFAULT_NMS_IOU
@@ -177,7 +177,17 @@ def test_detect_flags_show_the_libraries_defaults_without_numpy() -> None:
     args = build_parser().parse_args(["detect", "m.skops", "x.png", "--target", "a",
                                       "--out", "o"])
     assert _common.detect_options(args) == {k: defaults[k] for k in (
-        "scales", "window", "stride", "nms_iou", "score_threshold", "max_detections")}
+        "scales", "window", "stride", "nms_iou", "score_threshold", "max_detections",
+        "box_vote")}
+
+
+@pytest.mark.parametrize("command", ["detect", "evaluate"])
+def test_no_box_vote_reaches_detect(command) -> None:
+    base = (["detect", "m.skops", "x.png", "--target", "a", "--out", "o"] if command == "detect"
+            else ["evaluate", "m.skops", "b.csv", "--images", "d", "--out", "o", "--detect"])
+    assert _common.detect_options(build_parser().parse_args(base))["box_vote"] is True
+    args = build_parser().parse_args([*base, "--no-box-vote"])
+    assert _common.detect_options(args)["box_vote"] is False
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Tests for gapsvm.core.detection: window means against brute force and a linear head,
-window boxes by hand, greedy NMS by hand and against a brute-force greedy."""
+window boxes by hand, greedy NMS by hand and against a brute-force greedy, box voting by
+hand."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gapsvm.core.detection import (
     nms,
     parse_windows,
     scored_windows,
+    vote_boxes,
     window_boxes,
     window_means,
 )
@@ -154,6 +156,48 @@ def test_nms_refuses_bad_input() -> None:
         nms([[0, 0, 1, 1]], [np.nan])
     with pytest.raises(ValueError, match="iou_threshold"):
         nms([[0, 0, 1, 1]], [1.0], 1.5)
+
+
+# ------------------------------------------------------------------------ box voting
+
+
+def test_vote_boxes_by_hand() -> None:
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [4, 0, 14, 10], [40, 0, 50, 10]])
+    scores = np.array([3.0, 1.0, 2.0, 5.0])
+    # Around box 0: IoU with 1 is 80/120, with 2 is 60/140 = 0.43, with 3 none. Weights are
+    # the scores above the cluster's lowest: 2, 0, 1. x_min = (2*0 + 1*4) / 3 = 1.33 -> 1,
+    # x_max = (2*10 + 1*14) / 3 = 11.33 -> 11. Box 3 is alone: unchanged.
+    voted = vote_boxes(boxes, scores, [3, 0], 0.3)
+    assert voted.tolist() == [[40, 0, 50, 10], [1, 0, 11, 10]]
+    assert voted.dtype == np.int64
+    # At 0.5 box 2 no longer votes (0.43): weights 2 (box 0) and 0 (box 1) leave box 0.
+    assert vote_boxes(boxes, scores, [0], 0.5).tolist() == [[0, 0, 10, 10]]
+
+
+def test_vote_boxes_ignore_the_scores_unit_and_offset() -> None:
+    rng = np.random.default_rng(3)
+    xy = rng.integers(0, 60, size=(50, 2))
+    boxes = np.concatenate([xy, xy + rng.integers(8, 20, size=(50, 2))], axis=1)
+    scores = rng.normal(size=50)
+    keep = nms(boxes, scores, 0.3)
+    voted = vote_boxes(boxes, scores, keep, 0.3)
+    np.testing.assert_array_equal(vote_boxes(boxes, 7.5 * scores - 4.0, keep, 0.3), voted)
+    # Every voted box lies inside the hull of the boxes that voted for it.
+    for row, k in zip(voted, keep, strict=True):
+        near = [b for b in boxes if iou(b, boxes[k]) > 0.3] + [boxes[k]]
+        lo, hi = np.min(near, axis=0), np.max(near, axis=0)
+        assert (lo <= row).all() and (row <= hi).all()
+
+
+def test_vote_boxes_equal_scores_and_empty_input() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10]])
+    assert vote_boxes(boxes, [1.0, 1.0], [0]).tolist() == [[0, 0, 10, 10]]  # no one above
+    out = vote_boxes(np.zeros((0, 4)), np.zeros(0), [])
+    assert out.shape == (0, 4) and out.dtype == np.int64
+    with pytest.raises(ValueError, match="outside"):
+        vote_boxes(boxes, [1.0, 2.0], [2])
+    with pytest.raises(ValueError, match="one finite score per box"):
+        vote_boxes(boxes, [1.0, np.inf], [0])
 
 
 # ------------------------------------------------------------------- windows and detections

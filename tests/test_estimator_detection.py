@@ -14,7 +14,7 @@ import pytest
 
 from gapsvm import GapClassifier
 from gapsvm.core.boxes import iou
-from gapsvm.core.detection import window_boxes
+from gapsvm.core.detection import nms, vote_boxes, window_boxes
 from gapsvm.estimator.detection import (
     detections_from,
     explain_pyramid,
@@ -61,7 +61,7 @@ def test_default_window_is_the_training_crop_in_cells(model):
 def test_scores_are_the_decision_values_of_the_windows_pooled_features(model, photos):
     window = (8, 4)
     dets = model.detect(photos[:1], "person", scales=1.5, window="8x4", nms_iou=0.3,
-                        max_detections=20)[0]
+                        max_detections=20, box_vote=False)[0]
     boxes, scores = _brute_force(model, photos[0], 1.5, window)
     # NMS keeps the best window first; every kept score is some window's decision value.
     assert dets[0].score == pytest.approx(scores.max(), rel=1e-3, abs=5e-3)
@@ -70,6 +70,25 @@ def test_scores_are_the_decision_values_of_the_windows_pooled_features(model, ph
         k = [n for n, b in enumerate(boxes) if tuple(b) == d.box.as_tuple()]
         assert k, d
         assert scores[k[0]] == pytest.approx(d.score, rel=1e-3, abs=5e-3)
+
+
+def test_box_voting_moves_the_boxes_and_keeps_the_windows_scores(model, photos):
+    # The brute-force windows, suppressed, voted and suppressed again by hand.
+    boxes, scores = _brute_force(model, photos[0], 1.5, (8, 4))
+    keep = nms(boxes, scores, 0.3)
+    voted = vote_boxes(boxes, scores, keep, 0.3)
+    again = nms(voted, scores[keep], 0.3, 20)
+    dets = model.detect(photos[:1], "person", scales=1.5, window="8x4", max_detections=20)[0]
+    assert [d.box.as_tuple() for d in dets] == [tuple(voted[k]) for k in again]
+    np.testing.assert_allclose([d.score for d in dets], scores[keep][again], rtol=1e-3,
+                               atol=5e-3)
+    plain = model.detect(photos[:1], "person", scales=1.5, window="8x4", max_detections=20,
+                         box_vote=False)[0]
+    assert dets[0].score == pytest.approx(plain[0].score)  # the best window leads both
+    grid = {tuple(b) for b in boxes}
+    assert any(d.box.as_tuple() not in grid for d in dets)  # voted off the window grid
+    for a, b in itertools.combinations(dets, 2):  # and still no two above the NMS overlap
+        assert iou(a.box, b.box) <= 0.3
 
 
 def test_detect_end_to_end_on_three_photos(model, photos):
@@ -120,6 +139,7 @@ def test_detect_needs_one_known_class(model, photos, target):
     ({"stride": 0}, "stride"),
     ({"score_threshold": float("nan")}, "score_threshold"),
     ({"window": "8by4"}, "HxW"),
+    ({"box_vote": "yes"}, "box_vote"),
     ({"scales": "0"}, "scale"),
 ])
 def test_bad_options_fail_before_the_network_runs(model, photos, kw, match):

@@ -268,6 +268,11 @@ def add_detect_flags(
     g.add_argument("--max-detections", type=positive_int, default=DETECT_MAX_DETECTIONS,
                    help="at most this many detections per image "
                         f"(default {DETECT_MAX_DETECTIONS})")
+    g.add_argument("--box-vote", action=argparse.BooleanOptionalAction, default=True,
+                   help="move each box to the score-weighted mean of the windows "
+                        "overlapping it, off the grid of feature cells, and suppress the "
+                        "duplicates again; --no-box-vote reports the windows themselves "
+                        "(default: on)")
 
 
 
@@ -275,7 +280,7 @@ def detect_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :meth:`GapClassifier.detect` from :func:`add_detect_flags`."""
     return {"scales": args.detect_scales, "window": args.window, "stride": args.stride,
             "nms_iou": args.nms_iou, "score_threshold": args.score_threshold,
-            "max_detections": args.max_detections}
+            "max_detections": args.max_detections, "box_vote": args.box_vote}
 
 
 # -- running -------------------------------------------------------------------------------

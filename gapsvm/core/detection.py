@@ -9,8 +9,9 @@ gives all those means at once (:func:`window_means`, :func:`scored_windows`).
 
 Windows are counted in feature cells (``8x4``: 8 cells high, 4 wide, the size of a 128x64
 training crop at stride 16; see :func:`default_window`), their boxes in image pixels
-(:func:`window_boxes`), and greedy non-maximum suppression (:func:`nms`) keeps the best
-window of each cluster. Boxes follow :mod:`gapsvm.core.boxes`: integer
+(:func:`window_boxes`), greedy non-maximum suppression (:func:`nms`) keeps the best
+window of each cluster, and box voting (:func:`vote_boxes`) moves each kept box to the
+score-weighted mean of its cluster. Boxes follow :mod:`gapsvm.core.boxes`: integer
 ``(x_min, y_min, x_max, y_max)`` with exclusive maxima.
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "nms",
     "parse_windows",
     "scored_windows",
+    "vote_boxes",
     "window_boxes",
     "window_means",
 ]
@@ -310,6 +312,62 @@ def nms(
         keep.append(int(best))
         rest = rest[iou_matrix(b[best][None], b[rest])[0] <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def vote_boxes(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    keep: Sequence[int],
+    iou_threshold: float = 0.3,
+) -> np.ndarray:
+    """Box voting: each kept box becomes the score-weighted mean of the boxes it overlaps.
+
+    Windows sit on a grid of feature cells (16 input pixels at stride 16), so the best one
+    of a cluster is off the object by up to half a cell at its scale; its neighbours at
+    other positions, shapes and scales see the same object. Averaging the cluster's boxes,
+    weighted by how far each scores above the cluster's lowest, places the box between
+    them (Gidaris and Komodakis, ICCV 2015, weighted by the positive score). The weights
+    depend only on the order and spacing of the scores, not on their unit or offset, so a
+    head's decision values need no calibration.
+
+    Parameters
+    ----------
+    boxes : array of shape (n, 4)
+        Integer ``(x_min, y_min, x_max, y_max)`` with exclusive maxima: every candidate.
+    scores : array of shape (n,)
+        Finite scores, higher is better.
+    keep : sequence of int
+        Indices of the boxes that survived :func:`nms`.
+    iou_threshold : float, default=0.3
+        A box votes for a kept box when their IoU is above this (the boxes ``nms`` at the
+        same threshold would suppress around it, and the kept box itself).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` ``(len(keep), 4)``: the voted boxes, rounded to whole pixels. A kept box
+        that no other box overlaps, or whose cluster scores all alike, is returned as is.
+
+    Raises
+    ------
+    ValueError
+        Malformed boxes, scores of another length or not finite, or an index out of range.
+    """
+    b = _as_box_array(boxes)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(s) != len(b) or not np.isfinite(s).all():
+        raise ValueError(f"need one finite score per box; got {len(s)} for {len(b)} boxes")
+    iou_threshold = check_unit_interval(iou_threshold, "iou_threshold")
+    k = np.asarray(keep, dtype=np.int64).reshape(-1)
+    if len(k) and (k.min() < 0 or k.max() >= len(b)):
+        raise ValueError(f"keep has indices outside 0..{len(b) - 1}")
+    out = b[k].astype(np.float64)
+    for row, (i, near) in enumerate(zip(k, iou_matrix(b[k], b) > iou_threshold, strict=True)):
+        near[i] = True
+        w = s[near] - s[near].min()
+        if w.sum() > 0:
+            out[row] = w @ b[near] / w.sum()
+    return np.rint(out).astype(np.int64)
 
 
 def _window_pair(item: Any) -> tuple[int, int]:

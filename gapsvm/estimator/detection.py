@@ -5,7 +5,10 @@ feature grid is the mean of the class activation map over the window's cells plu
 intercept, exactly. So one forward pass per input scale scores every window at every
 position (an integral image over the CAM, :func:`gapsvm.core.detection.scored_windows`), and
 greedy non-maximum suppression over all scales leaves the detections: the sliding-window
-detector of Dalal and Triggs, with CNN features and no extra network pass per window.
+detector of Dalal and Triggs, with CNN features and no extra network pass per window. Box
+voting then moves each kept box to the score-weighted mean of the windows overlapping it,
+off the grid of feature cells (its score stays its window's), and a second NMS drops the
+boxes voted onto an object already found.
 
 Maps come through the feature cache like every other map, so a second ``detect`` on the same
 photos, or one with another head, runs no network.
@@ -13,6 +16,8 @@ photos, or one with another head, runs no network.
 References
 ----------
 .. [1] N. Dalal, B. Triggs. "Histograms of Oriented Gradients for Human Detection". CVPR 2005.
+.. [2] S. Gidaris, N. Komodakis. "Object detection via a multi-region & semantic
+   segmentation-aware CNN model". ICCV 2015 (box voting).
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from gapsvm.core import validation as val
 from gapsvm.core.boxes import Box
-from gapsvm.core.detection import Detection, default_window, nms, parse_windows, scored_windows
+from gapsvm.core.detection import (
+    Detection,
+    default_window,
+    nms,
+    parse_windows,
+    scored_windows,
+    vote_boxes,
+)
 from gapsvm.core.sizes import parse_input_size, parse_scales
 from gapsvm.estimator.targets import class_index, is_all
 from gapsvm.utils.checks import check_int
@@ -87,8 +99,10 @@ def model_window(model: Any) -> tuple[int, int]:
 
 
 def _check_options(nms_iou: float, score_threshold: float | None,
-                   max_detections: int | None, stride: int) -> None:
+                   max_detections: int | None, stride: int, box_vote: bool) -> None:
     val.check_unit_interval(nms_iou, "nms_iou")
+    if not isinstance(box_vote, bool | np.bool_):
+        raise TypeError(f"box_vote must be True or False, got {box_vote!r}")
     if score_threshold is not None and (isinstance(score_threshold, bool) or not isinstance(
             score_threshold, numbers.Real) or not np.isfinite(score_threshold)):
         raise ValueError(f"score_threshold must be a finite number or None, got "
@@ -109,6 +123,20 @@ def _image_windows(cam: np.ndarray, intercept: float, windows: Sequence[tuple[in
         top = np.argsort(-scores, kind="stable")[:_PRE_NMS]
         boxes, scores = boxes[top], scores[top]
     return boxes, scores
+
+
+def _suppress(boxes: np.ndarray, scores: np.ndarray, nms_iou: float, max_detections: int | None,
+              box_vote: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy NMS; with ``box_vote``, each kept box voted by its cluster and NMS run again
+    on the voted boxes, because a weak box kept beside an object is pulled onto it by the
+    object's windows, and would otherwise stay as its duplicate."""
+    if not box_vote:
+        keep = nms(boxes, scores, nms_iou, max_detections)
+        return boxes[keep], scores[keep]
+    keep = nms(boxes, scores, nms_iou)
+    voted, scores = vote_boxes(boxes, scores, keep, nms_iou), scores[keep]
+    again = nms(voted, scores, nms_iou, max_detections)
+    return voted[again], scores[again]
 
 
 def resolve_detect_target(model: Any, target: Any) -> tuple[int, Any]:
@@ -143,11 +171,13 @@ def detections_from(
     nms_iou: float = DEFAULT_NMS_IOU,
     score_threshold: float | None = None,
     max_detections: int | None = 100,
+    box_vote: bool = True,
 ) -> list[list[Detection] | None]:
     """Detections of ``label`` from its CAMs at several scales (``explain`` results for the
-    same images): every window scored, pooled over scales, then greedy NMS per image.
-    None for an image that could not be read."""
-    _check_options(nms_iou, score_threshold, max_detections, stride)
+    same images): every window scored, pooled over scales, then greedy NMS per image and,
+    with ``box_vote``, box voting (:func:`gapsvm.core.detection.vote_boxes`) and NMS again
+    at the same overlap. None for an image that could not be read."""
+    _check_options(nms_iou, score_threshold, max_detections, stride, box_vote)
     out: list[list[Detection] | None] = []
     for i in range(len(explanations[0].cams)):
         parts = []
@@ -163,9 +193,9 @@ def detections_from(
             continue
         boxes = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
-        keep = nms(boxes, scores, nms_iou, max_detections)
-        out.append([Detection(Box(*(int(v) for v in boxes[k])), float(scores[k]), label)
-                    for k in keep])
+        boxes, scores = _suppress(boxes, scores, nms_iou, max_detections, box_vote)
+        out.append([Detection(Box(*(int(v) for v in b)), float(sc), label)
+                    for b, sc in zip(boxes, scores, strict=True)])
     return out
 
 
@@ -180,15 +210,17 @@ def detect_of(
     nms_iou: float = DEFAULT_NMS_IOU,
     score_threshold: float | None = None,
     max_detections: int | None = 100,
+    box_vote: bool = True,
     on_error: str = "raise",
 ) -> DetectionRun:
     """:meth:`GapClassifier.detect <gapsvm.estimator.maps.MapsMixin.detect>`, with
     ``on_error="skip"`` for the command line (unreadable images give None and an error)."""
     _, label = resolve_detect_target(model, target)
     windows = parse_windows(window) if window is not None else (model_window(model),)
-    _check_options(nms_iou, score_threshold, max_detections, stride)  # before the network
+    _check_options(nms_iou, score_threshold, max_detections, stride, box_vote)  # first
     pyramid = explain_pyramid(model, X, label, scales, on_error=on_error)
     infos = list(pyramid.values())
     found = detections_from(infos, label, windows, stride=stride, nms_iou=nms_iou,
-                            score_threshold=score_threshold, max_detections=max_detections)
+                            score_threshold=score_threshold, max_detections=max_detections,
+                            box_vote=box_vote)
     return DetectionRun(found, list(infos[0].errors), pyramid)

@@ -157,6 +157,7 @@ class MapsMixin:
         nms_iou: float = DEFAULT_NMS_IOU,
         score_threshold: float | None = None,
         max_detections: int | None = 100,
+        box_vote: bool = True,
     ) -> list[list[Detection]]:
         """Every instance of ``target`` in each image: scored boxes from sliding windows.
 
@@ -164,7 +165,8 @@ class MapsMixin:
         plus the intercept, which is exactly the decision value of the window's pooled
         features; an integral image gives every position's score from one forward pass per
         input scale. Greedy non-maximum suppression over all scales and windows leaves the
-        detections (:mod:`gapsvm.estimator.detection`).
+        detections, box voting moves each box to the score-weighted mean of the windows
+        overlapping it, and a second NMS drops duplicates (:mod:`gapsvm.estimator.detection`).
 
         Parameters
         ----------
@@ -187,6 +189,12 @@ class MapsMixin:
             the head classifies as ``target``. None keeps the best ``max_detections``.
         max_detections : int or None, default=100
             At most this many detections per image.
+        box_vote : bool, default=True
+            Move each kept box to the score-weighted mean of the windows overlapping it by
+            more than ``nms_iou`` (:func:`gapsvm.core.detection.vote_boxes`), off the grid
+            of feature cells, then suppress again the boxes voted onto the same object.
+            The score stays the kept window's decision value. False reports the windows
+            themselves.
 
         Returns
         -------
@@ -205,5 +213,5 @@ class MapsMixin:
         return detect_of(
             self, X, target, scales=scales,
             window=window, stride=stride, nms_iou=nms_iou, score_threshold=score_threshold,
-            max_detections=max_detections,
+            max_detections=max_detections, box_vote=box_vote,
         ).detections

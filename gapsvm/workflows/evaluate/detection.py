@@ -108,6 +108,7 @@ def _settings(options: dict[str, Any], sizes: Sequence[Any], threshold: float,
         "nms_iou": options.get("nms_iou", DEFAULT_NMS_IOU),
         "score_threshold": options.get("score_threshold"),
         "max_detections": options.get("max_detections", 100),
+        "box_vote": options.get("box_vote", True),
         "iou_thresholds": list(IOU_THRESHOLDS),
         "fppi": 1.0,
         "images": "those with boxes of the class",
@@ -140,7 +141,8 @@ def evaluate_detection(
         on the images that have boxes of it.
     detect_options : dict, optional
         Keyword arguments of :meth:`GapClassifier.detect` (``scales``, ``window``,
-        ``stride``, ``nms_iou``, ``score_threshold``, ``max_detections``); default its own.
+        ``stride``, ``nms_iou``, ``score_threshold``, ``max_detections``, ``box_vote``);
+        default its own.
     scales : sequence, optional
         The baseline's network inputs, as :func:`~gapsvm.workflows.evaluate.evaluate`
         takes them; default the model's calibrated ``box_scales_``, else ``(1.0,)``.
