@@ -196,7 +196,7 @@ def test_vote_boxes_equal_scores_and_empty_input() -> None:
     assert out.shape == (0, 4) and out.dtype == np.int64
     with pytest.raises(ValueError, match="outside"):
         vote_boxes(boxes, [1.0, 2.0], [2])
-    with pytest.raises(ValueError, match="one finite score per box"):
+    with pytest.raises(ValueError, match="scores must be finite"):
         vote_boxes(boxes, [1.0, np.inf], [0])
 
 

@@ -263,6 +263,18 @@ def _as_box_array(boxes: Any) -> np.ndarray:
     return out
 
 
+def _box_scores(boxes: Any, scores: Any, *, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 4)`` boxes (:func:`_as_box_array`) and their ``(n,)`` float64 scores, checked
+    to pair up and, with ``finite``, to be finite."""
+    b = _as_box_array(boxes)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(s) != len(b):
+        raise ValueError(f"got {len(s)} scores for {len(b)} boxes")
+    if finite and not np.isfinite(s).all():
+        raise ValueError("scores must be finite")
+    return b, s
+
+
 def nms(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -297,12 +309,7 @@ def nms(
     ValueError
         Malformed boxes, scores of another length or not finite, or bad parameters.
     """
-    b = _as_box_array(boxes)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(s) != len(b):
-        raise ValueError(f"got {len(s)} scores for {len(b)} boxes")
-    if not np.isfinite(s).all():
-        raise ValueError("scores must be finite")
+    b, s = _box_scores(boxes, scores)
     iou_threshold = check_unit_interval(iou_threshold, "iou_threshold")
     limit = len(b) if max_keep is None else check_int(max_keep, "max_keep", minimum=0)
     rest = np.argsort(-s, kind="stable")
@@ -353,10 +360,7 @@ def vote_boxes(
     ValueError
         Malformed boxes, scores of another length or not finite, or an index out of range.
     """
-    b = _as_box_array(boxes)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(s) != len(b) or not np.isfinite(s).all():
-        raise ValueError(f"need one finite score per box; got {len(s)} for {len(b)} boxes")
+    b, s = _box_scores(boxes, scores)
     iou_threshold = check_unit_interval(iou_threshold, "iou_threshold")
     k = np.asarray(keep, dtype=np.int64).reshape(-1)
     if len(k) and (k.min() < 0 or k.max() >= len(b)):
@@ -477,10 +481,7 @@ def detections_from_arrays(
     ValueError
         Malformed boxes or another number of scores.
     """
-    b = _as_box_array(boxes)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(s) != len(b):
-        raise ValueError(f"got {len(s)} scores for {len(b)} boxes")
+    b, s = _box_scores(boxes, scores, finite=False)  # Detection refuses NaN, keeps +-inf
     return [
         Detection(Box(*(int(v) for v in row)), float(sc), label)
         for row, sc in zip(b, s, strict=True)
