@@ -31,10 +31,10 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from gapsvm.core import validation as val
-from gapsvm.core.boxes import Box
 from gapsvm.core.detection import (
     Detection,
     default_window,
+    detections_from_arrays,
     nms,
     parse_windows,
     scored_windows,
@@ -193,9 +193,8 @@ def detections_from(
             continue
         boxes = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
-        boxes, scores = _suppress(boxes, scores, nms_iou, max_detections, box_vote)
-        out.append([Detection(Box(*(int(v) for v in b)), float(sc), label)
-                    for b, sc in zip(boxes, scores, strict=True)])
+        out.append(detections_from_arrays(
+            *_suppress(boxes, scores, nms_iou, max_detections, box_vote), label))
     return out
 
 
