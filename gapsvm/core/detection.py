@@ -366,7 +366,8 @@ def vote_boxes(
     if len(k) and (k.min() < 0 or k.max() >= len(b)):
         raise ValueError(f"keep has indices outside 0..{len(b) - 1}")
     out = b[k].astype(np.float64)
-    for row, (i, near) in enumerate(zip(k, iou_matrix(b[k], b) > iou_threshold, strict=True)):
+    for row, i in enumerate(k):  # row by row: the kept boxes may be thousands, as the boxes
+        near = iou_matrix(b[i][None], b)[0] > iou_threshold
         near[i] = True
         w = s[near] - s[near].min()
         if w.sum() > 0:
