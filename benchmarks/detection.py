@@ -22,10 +22,13 @@ Rows (each is ``GapClassifier.detect`` unless named otherwise):
   chosen window; same detect settings. Once as trained, once after mining the even photos'
   own box-free windows at the chosen pyramid and windows (two rounds, its default).
 
-Also measured: throughput (photos per second of the chosen pyramid against one forward pass
-at each photo's own size, no cache, float32 and bfloat16) and how close a window's score
-(its mean CAM plus the intercept) is to the decision value of the same window cropped from
-the photo and run alone (Pearson correlation over real windows).
+Also measured: what each ``detect`` row's best-scored false positives are (on background,
+on part of a person, or duplicates) and what removing each kind would give, since hard
+negatives from person-free images can only teach the background kind away; throughput
+(photos per second of the chosen pyramid against one forward pass at each photo's own size,
+no cache, float32 and bfloat16) and how close a window's score (its mean CAM plus the
+intercept) is to the decision value of the same window cropped from the photo and run alone
+(Pearson correlation over real windows).
 
 Run: ``python -m benchmarks.detection [--quick]``.
 """
@@ -95,6 +98,15 @@ def score(found: Sequence[Any], anns: Sequence[Any]) -> dict[str, Any]:
     from gapsvm.core.metrics.detection import detection_summary
 
     return detection_summary(found, [a.boxes for a in anns], (0.5, 0.3))
+
+
+def errors(found: Sequence[Any], anns: Sequence[Any]) -> dict[str, Any]:
+    """What the false positives are at IoU 0.5 (background, localisation, duplicate) in the
+    top detections, and the AP@0.5 without each kind: what hard negatives from images without
+    people could fix is the background kind alone."""
+    from gapsvm.core.metrics.detection import false_positive_kinds
+
+    return false_positive_kinds(found, [a.boxes for a in anns], 0.5)
 
 
 def detect_with(infos: dict[float, Any], settings: dict[str, Any]) -> list[Any]:
@@ -318,7 +330,8 @@ def run(quick: bool = False, *, weights: Any = "imagenet", cache_dir: Any = "aut
             *((name, model, settings) for name, model in others.items())]
     for name, model, s in runs:
         found = detect_with(pyramid(model, odd, s["scales"]), s)
-        rows.append({"method": f"detect, {name}", **score(found, odd)})
+        rows.append({"method": f"detect, {name}", **score(found, odd),
+                     "false_positives": errors(found, odd)})
     if picture:
         figure(inria_model, odd[0], settings, picture)
     speed = [throughput(weights, odd, settings["scales"], p, 2 if quick else 8)
@@ -339,6 +352,14 @@ def markdown(out: dict[str, Any]) -> str:
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['method']} | {r['ap@0.5']:.3f} | {r['ap@0.3']:.3f} | "
               f"{r['recall@1fppi']:.3f} | {r['best_recall']:.3f} |" for r in out["rows"]]
+    kinds = [r for r in out["rows"] if "false_positives" in r]
+    lines += ["", "| method | false positives in the top N: background / localisation / "
+              "duplicate | AP@0.5 without background ones | without localisation ones |",
+              "|---|---|---:|---:|"]
+    lines += [f"| {r['method']} | N={k['top']}: {k['background']} / {k['localisation']} / "
+              f"{k['duplicate']} | {k['ap_without_background']:.3f} | "
+              f"{k['ap_without_localisation']:.3f} |"
+              for r in kinds for k in (r["false_positives"],)]
     wins = ",".join(f"{h}x{w}" for h, w in s["windows"])
     lines += ["", f"Chosen on the {out['photos']['even']} even photos: INRIA head trained at "
               f"{s['train_size'][0]}x{s['train_size'][1]}, scales "

@@ -433,6 +433,13 @@ def test_detection_quick_table(shared_data, tmp_path) -> None:
         assert r["n_ground_truth"] == sum(len(a.boxes) for a in odd)
         assert all(0 <= r[k] <= 1 for k in ("ap@0.5", "ap@0.3", "recall@1fppi", "best_recall"))
         assert r["ap@0.3"] >= r["ap@0.5"] - 1e-12
+    for r in out["rows"][1:]:  # detect's false positives, by kind, add up in its top N
+        k = r["false_positives"]
+        assert k["top"] == min(r["n_ground_truth"], r["n_detections"])
+        assert k["true_positives"] + k["background"] + k["localisation"] + k["duplicate"] == \
+            k["top"]
+        assert k["ap"] == pytest.approx(r["ap@0.5"])
+        assert min(k["ap_without_background"], k["ap_without_localisation"]) >= k["ap"] - 1e-12
     s = out["settings"]
     assert s["scales"] == detection.QUICK["scales"] and s["windows"] in detection.QUICK["windows"]
     assert tuple(s["train_size"]) in detection.QUICK["train_sizes"]
@@ -450,3 +457,5 @@ def test_detection_quick_table(shared_data, tmp_path) -> None:
     assert (gray == 255).any()  # the true boxes, in white, over the heat map
     md = detection.markdown(out).splitlines()
     assert md[0].startswith("| method | AP@0.5 |") and len(md) >= 2 + len(out["rows"])
+    kinds = [line for line in md if line.startswith("| detect, ") and "N=" in line]
+    assert len(kinds) == len(out["rows"]) - 1

@@ -177,7 +177,7 @@ def test_detect_flags_are_shared_with_gapsvm_detect_and_keep_scales_for_the_cam(
 @pytest.mark.slow
 def test_detect_adds_pooled_detection_metrics_to_the_table_and_json(tiny_model, tmp_path,
                                                                      capsys) -> None:
-    from gapsvm.core.metrics.detection import detection_summary
+    from gapsvm.core.metrics.detection import detection_summary, false_positive_kinds
 
     model, anns, d = tiny_model
     model.save(tmp_path / "m.skops")
@@ -196,10 +196,15 @@ def test_detect_adds_pooled_detection_metrics_to_the_table_and_json(tiny_model, 
                             max_detections=5)
         assert section["per_class"][ann.label]["detect"] == pytest.approx(
             detection_summary(dets, [ann.boxes]), nan_ok=True)
+        assert section["false_positives"][ann.label] == pytest.approx(
+            false_positive_kinds(dets, [ann.boxes]), nan_ok=True)
     assert section["settings"]["window"] == [[2, 2]]
     assert section["settings"]["baseline"]["threshold"] == 0.2
     assert "detection of 'b': 1 image(s), 1 box(es), pooled" in printed
     assert 'boxes(mode="all")' in printed
+    kinds = section["false_positives"]["a"]
+    assert (f"detect's {kinds['top']} best-scored: {kinds['true_positives']} true positives; "
+            f"false: {kinds['background']} background") in printed
     # A model trained at each photo's own size has no default window: said before any work.
     code, _, err = run_cli(capsys, "evaluate", tmp_path / "m.skops", boxes, "--images",
                            d / "imgs", "-q", "--out", tmp_path / "o2", "--detect")

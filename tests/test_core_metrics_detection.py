@@ -1,5 +1,6 @@
 """Tests for gapsvm.core.metrics.detection on hand-computed cases: VOC matching, the
-precision-recall curve, average precision, recall at FPPI and the summary."""
+precision-recall curve, average precision, recall at FPPI, the summary and the kinds of
+false positive."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import math
 import numpy as np
 import pytest
 
-from gapsvm.core.boxes import Box
+from gapsvm.core.boxes import Box, iou
 from gapsvm.core.detection import Detection
 from gapsvm.core.metrics.detection import (
     average_precision,
     best_recall,
     detection_summary,
+    false_positive_kinds,
     match_detections,
     precision_recall_curve,
     recall_at_fppi,
@@ -139,3 +141,79 @@ def test_bad_inputs_raise_clear_errors() -> None:
         match_detections(DETECTIONS, GROUND_TRUTH, iou_threshold=0.0)
     with pytest.raises(ValueError, match="fppi"):
         recall_at_fppi(DETECTIONS, GROUND_TRUTH, fppi=-1.0)
+
+
+#: DETECTIONS with a box on the right half of G2 scored first: IoU 50 / 150 = 1/3, a
+#: localisation error. By decreasing score: localisation, TP, duplicate, TP, background, TP.
+HALF_ON_G2 = Detection(Box(25, 0, 35, 10), 0.95)
+WITH_LOCALISATION = [[HALF_ON_G2, *DETECTIONS[0]], DETECTIONS[1]]
+
+
+def test_false_positive_kinds_by_hand() -> None:
+    kinds = false_positive_kinds(WITH_LOCALISATION, GROUND_TRUTH)
+    # Ranks 1-3 (as many as the boxes): localisation, TP, duplicate.
+    assert {k: kinds[k] for k in ("top", "true_positives", "background", "localisation",
+                                  "duplicate")} == {"top": 3, "true_positives": 1,
+                                                    "background": 0, "localisation": 1,
+                                                    "duplicate": 1}
+    # Flags F T F T F T: precision 1/2 reachable up to recall 1.
+    assert kinds["ap"] == pytest.approx(1 / 2)
+    assert kinds["ap"] == pytest.approx(average_precision(WITH_LOCALISATION, GROUND_TRUTH))
+    # Without the localisation error the flags are DETECTIONS's again.
+    assert kinds["ap_without_localisation"] == pytest.approx(34 / 45)
+    # F T T F T: 2/3 up to recall 2/3, then 3/5.
+    assert kinds["ap_without_duplicate"] == pytest.approx(29 / 45)
+    # F T F T T: 3/5 everywhere.
+    assert kinds["ap_without_background"] == pytest.approx(3 / 5)
+    every = false_positive_kinds(WITH_LOCALISATION, GROUND_TRUTH, top=10)
+    assert (every["top"], every["true_positives"], every["background"],
+            every["localisation"], every["duplicate"]) == (6, 3, 1, 1, 1)
+
+
+def test_background_iou_moves_the_line_between_localisation_and_background() -> None:
+    # HALF_ON_G2 overlaps G2 by 1/3: background once the line is above that.
+    kinds = false_positive_kinds(WITH_LOCALISATION, GROUND_TRUTH, background_iou=0.4, top=6)
+    assert (kinds["background"], kinds["localisation"]) == (2, 0)
+    # A detection in an image without boxes is background whatever it covers.
+    alone = false_positive_kinds([[(G1, 1.0)], [(G1, 2.0)]], [[G1], []])
+    assert (alone["true_positives"], alone["background"]) == (0, 1)
+    assert alone["ap"] == pytest.approx(1 / 2) and alone["ap_without_background"] == 1.0
+
+
+def test_removing_a_kind_equals_average_precision_of_the_rest() -> None:
+    # Independent check on random boxes: classify each false positive by brute force, drop
+    # that kind from the lists and match again.
+    rng = np.random.default_rng(0)
+    truth = [[(x, y, x + 20, y + 40) for x, y in rng.integers(0, 200, (4, 2))]
+             for _ in range(5)]
+    # Three jittered copies of each box (hits, duplicates, misplaced ones) and random boxes.
+    found = [[((int(x), int(y), int(x) + 20, int(y) + 40), float(rng.normal()))
+              for g in per for x, y in g[:2] + rng.normal(0, 7, (3, 2))]
+             + [((int(x), int(y), int(x) + 30, int(y) + 30), float(rng.normal()))
+                for x, y in rng.integers(0, 200, (6, 2))] for per in truth]
+    scores, is_tp, _ = match_detections(found, truth)
+    kinds = false_positive_kinds(found, truth, top=len(scores))
+    assert kinds["true_positives"] == is_tp.sum() > 0
+    assert kinds["background"] + kinds["localisation"] + kinds["duplicate"] == (~is_tp).sum()
+    assert min(kinds["background"], kinds["localisation"], kinds["duplicate"]) > 0
+    flat = [(i, d) for i, per in enumerate(found) for d in per]
+    order = np.argsort([-d[1] for _, d in flat], kind="stable")
+    verdict = dict(zip((flat[k][1] for k in order), is_tp, strict=True))
+    for kind, test in (("background", lambda o: o < 0.1),
+                       ("localisation", lambda o: 0.1 <= o < 0.5),
+                       ("duplicate", lambda o: o >= 0.5)):
+        def drop(i: int, d: tuple, test: object = test) -> bool:
+            overlap = max(iou(d[0], g) for g in truth[i])
+            return not verdict[d] and test(overlap)
+
+        rest = [[d for d in per if not drop(i, d)] for i, per in enumerate(found)]
+        assert kinds[f"ap_without_{kind}"] == pytest.approx(average_precision(rest, truth))
+
+
+def test_false_positive_kinds_refuses_bad_levels() -> None:
+    with pytest.raises(ValueError, match=r"background_iou \(0.6\) must not exceed"):
+        false_positive_kinds(DETECTIONS, GROUND_TRUTH, background_iou=0.6)
+    with pytest.raises(ValueError, match="threshold"):
+        false_positive_kinds(DETECTIONS, GROUND_TRUTH, background_iou=0.0)
+    with pytest.raises(ValueError, match="top"):
+        false_positive_kinds(DETECTIONS, GROUND_TRUTH, top=-1)

@@ -115,6 +115,17 @@ def test_detections_are_pooled_over_images_and_chunks(fake_detect) -> None:
     assert [c[:2] for c in fake_detect] == [((A,), "person"), ((B,), "person"), ((C,), "cat")]
     assert all(c[2] == options for c in fake_detect)
     assert rep["per_class"]["cat"]["detect"]["ap@0.5"] == 1.0
+    # In the top 3 (as many as boxes), b's (40, 40, 50, 50) touches no box: background.
+    # Below, b's (20, 20, 30, 30) is background too (b has no box there) and a's
+    # (20, 25, 30, 35), IoU 1/3, a localisation error.
+    kinds = rep["false_positives"]["person"]
+    assert {k: kinds[k] for k in ("top", "true_positives", "background", "localisation",
+                                  "duplicate")} == {"top": 3, "true_positives": 2,
+                                                    "background": 1, "localisation": 0,
+                                                    "duplicate": 0}
+    assert kinds["ap"] == pytest.approx(person["ap@0.5"])
+    # Without the two background ones: T, T, F at recall 1/3, 2/3.
+    assert kinds["ap_without_background"] == pytest.approx(2 / 3)
     assert done == [1, 1, 1]
     assert rep["settings"]["scales"] == [2.0] and rep["settings"]["window"] == [[8, 4]]
 
@@ -157,6 +168,10 @@ def test_the_table_has_a_row_per_method_and_says_n_a_for_undefined(fake_detect) 
                                 "detections"]
     assert lines[2].split() == ["detect", "0.556", "0.756", "0.667", "0.667", "5"]
     assert lines[3].split()[:2] == ['boxes(mode="all")', "0.333"]
+    assert lines[4] == ("detect's 3 best-scored: 2 true positives; false: 1 background, "
+                        "0 localisation, 0 duplicate")
+    assert lines[5] == ("AP@0.5 0.556; without the false ones of a kind: background 0.667, "
+                        "localisation 0.556, duplicate 0.556")
     rep["per_class"]["person"]["detect"]["ap@0.5"] = math.nan
     assert format_detection_table(rep).splitlines()[2].split()[1] == "n/a"
 

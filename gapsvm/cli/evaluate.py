@@ -131,7 +131,9 @@ def _add_detect_flags(e: argparse.ArgumentParser) -> None:
                    help="also score `gapsvm detect` as a detector (average precision at IoU "
                         "0.5 and 0.3, recall at 1 false positive per image, best recall, "
                         "pooled over the images with boxes of each class), beside the CAM's "
-                        "boxes --mode all scored by their mean CAM")
+                        "boxes --mode all scored by their mean CAM; and what detect's "
+                        "best-scored false positives are (background, localisation, "
+                        "duplicate)")
     add_detect_flags(e, scales_flag="--detect-scales",
                      title="detection (with --detect; as in gapsvm detect)")
 

@@ -13,7 +13,8 @@ function of its pooled feature vector.
 * :mod:`~gapsvm.core.metrics.faithfulness`: Average Drop, Increase in Confidence, deletion
   and insertion orders and curves, their AUC.
 * :mod:`~gapsvm.core.metrics.detection`: detection over images (PASCAL VOC matching): average
-  precision, the precision-recall curve, recall at false positives per image.
+  precision, the precision-recall curve, recall at false positives per image, and what kind
+  the false positives are (background, localisation, duplicate).
 * :mod:`~gapsvm.core.metrics.baselines`: the centre, uniform, random and Gaussian maps and the
   :data:`~gapsvm.core.metrics.baselines.BASELINES` registry.
 
@@ -47,6 +48,7 @@ from gapsvm.core.metrics.detection import (
     average_precision,
     best_recall,
     detection_summary,
+    false_positive_kinds,
     match_detections,
     precision_recall_curve,
     recall_at_fppi,
@@ -109,6 +111,7 @@ __all__ = [
     "deletion_insertion_orders",
     "detection_summary",
     "energy_in_box",
+    "false_positive_kinds",
     "increase_in_confidence",
     "iou_curve",
     "linear_gap_curves",

@@ -7,7 +7,7 @@ detection has taken it; otherwise it is a false positive, duplicates included (E
 et al., 2010). From that one matching come the precision-recall curve, average precision
 (AP, all-point interpolation as VOC 2010 and later), recall at a rate of false positives
 per image (FPPI, as pedestrian detection reports it) and the recall when every detection is
-kept.
+kept; and what the false positives are (:func:`false_positive_kinds`, after Hoiem et al.).
 
 Boxes follow :mod:`gapsvm.core.boxes` (integer, exclusive maxima, IoU without ``+ 1``).
 VOC's "difficult" objects are not modelled: every ground-truth box counts.
@@ -33,11 +33,14 @@ from gapsvm.core.boxes import Box, BoxLike, as_boxes
 from gapsvm.core.detection import Detection
 from gapsvm.core.metrics.localisation import iou_threshold as check_iou_threshold
 from gapsvm.core.metrics.sweep import box_ious
+from gapsvm.utils.checks import check_int
 
 __all__ = [
+    "FALSE_POSITIVE_KINDS",
     "average_precision",
     "best_recall",
     "detection_summary",
+    "false_positive_kinds",
     "match_detections",
     "precision_recall_curve",
     "recall_at_fppi",
@@ -88,8 +91,10 @@ def _ious(pooled: _Pooled) -> list[np.ndarray | None]:
             for d, g in zip(*pooled, strict=True)]
 
 
-def _match(pooled: _Pooled, threshold: float,
-           ious: list[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def _match(pooled: _Pooled, threshold: float, ious: list[np.ndarray | None] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Scores by decreasing score, true-positive flags, ground-truth count, and each ranked
+    detection's best IoU with a box of its image (0 where the image has none)."""
     dets, gts = pooled
     image = np.array([i for i, d in enumerate(dets) for _ in d], dtype=np.int64)
     local = np.array([k for d in dets for k in range(len(d))], dtype=np.int64)
@@ -98,16 +103,18 @@ def _match(pooled: _Pooled, threshold: float,
     ious = _ious(pooled) if ious is None else ious
     taken = [np.zeros(len(g), dtype=bool) for g in gts]
     is_tp = np.zeros(len(order), dtype=bool)
+    overlap = np.zeros(len(order), dtype=np.float64)
     for rank, n in enumerate(order):
         table = ious[image[n]]
         if table is None:
             continue
         row = table[local[n]]
         best = int(np.argmax(row))  # ties: the lower ground-truth index, as VOC's max
+        overlap[rank] = row[best]
         if row[best] >= threshold and not taken[image[n]][best]:
             taken[image[n]][best] = True
             is_tp[rank] = True
-    return scores[order], is_tp, sum(len(g) for g in gts)
+    return scores[order], is_tp, sum(len(g) for g in gts), overlap
 
 
 def match_detections(
@@ -147,7 +154,7 @@ def match_detections(
         A single list instead of one per image, or an item that is not a detection.
     """
     threshold = check_iou_threshold(iou_threshold)
-    return _match(_pool(detections, ground_truth), threshold)
+    return _match(_pool(detections, ground_truth), threshold)[:3]
 
 
 def _curve(is_tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
@@ -319,12 +326,86 @@ def detection_summary(
     matched = {t: _match(pooled, t, ious) for t in {*levels, 0.5}}
     out: dict[str, float | int] = {}
     for t in levels:
-        _, is_tp, n_gt = matched[t]
+        _, is_tp, n_gt, _ = matched[t]
         out[f"ap@{t:g}"] = _ap(is_tp, n_gt)
-    scores, is_tp, n_gt = matched[0.5]
+    scores, is_tp, n_gt, _ = matched[0.5]
     out["recall@1fppi"] = _recall_at_fppi(scores, is_tp, n_gt, len(pooled[1]), 1.0)
     out["best_recall"] = _best_recall(is_tp, n_gt)
     out["n_images"] = len(pooled[1])
     out["n_ground_truth"] = n_gt
     out["n_detections"] = len(scores)
+    return out
+
+
+#: The kinds of false positive :func:`false_positive_kinds` tells apart, worst first.
+FALSE_POSITIVE_KINDS = ("background", "localisation", "duplicate")
+
+
+def false_positive_kinds(
+    detections: Sequence[Sequence[DetectionLike]],
+    ground_truth: Sequence[Sequence[BoxLike]],
+    iou_threshold: float = 0.5,
+    *,
+    background_iou: float = 0.1,
+    top: int | None = None,
+) -> dict[str, float | int]:
+    """What the false positives are, and what average precision each kind costs.
+
+    A false positive (as :func:`match_detections` marks it) is a *duplicate* when its best
+    ground-truth box overlaps it enough but was taken by a better-scored detection; a
+    *localisation* error when that best overlap is below ``iou_threshold`` but at least
+    ``background_iou`` (a window on part of an object, or on an object and its
+    surroundings); *background* when it overlaps no box of its image by ``background_iou``
+    or more. Only background ones can be taught away by negatives from images without the
+    class (hard-negative mining on object-free images); the others need the objects' boxes.
+    The kinds follow Hoiem et al. (2012), who count duplicates with localisation errors.
+
+    Parameters
+    ----------
+    detections, ground_truth, iou_threshold
+        As :func:`match_detections`.
+    background_iou : float, default=0.1
+        Below this overlap with every box, a false positive is background; in
+        (0, ``iou_threshold``].
+    top : int, optional
+        The kinds are counted among the ``top`` best-scored detections (ties: as
+        :func:`match_detections` orders them), where they cost the most precision; default
+        as many as there are ground-truth boxes.
+
+    Returns
+    -------
+    dict
+        ``"top"`` (the number of detections looked at), ``"true_positives"`` and one count
+        per kind among them (``"background"``, ``"localisation"``, ``"duplicate"``);
+        ``"ap"``, the average precision at ``iou_threshold``, and for each kind
+        ``"ap_without_<kind>"``: the average precision once every false positive of that
+        kind, among all detections, is removed (the most that fixing that kind alone can
+        give: removing a false positive changes no match).
+
+    Raises
+    ------
+    ValueError
+        ``background_iou`` outside (0, ``iou_threshold``], ``top`` negative, or as
+        :func:`match_detections`.
+
+    References
+    ----------
+    .. [1] D. Hoiem, Y. Chodpathumwan, Q. Dai. "Diagnosing Error in Object Detectors".
+       ECCV 2012.
+    """
+    threshold = check_iou_threshold(iou_threshold)
+    low = check_iou_threshold(background_iou)
+    if low > threshold:
+        raise ValueError(f"background_iou ({low:g}) must not exceed iou_threshold "
+                         f"({threshold:g})")
+    _, is_tp, n_gt, overlap = _match(_pool(detections, ground_truth), threshold)
+    k = n_gt if top is None else check_int(top, "top", minimum=0)
+    kinds = dict(zip(FALSE_POSITIVE_KINDS, (~is_tp & (overlap < low),
+                                            ~is_tp & (overlap >= low) & (overlap < threshold),
+                                            ~is_tp & (overlap >= threshold)), strict=True))
+    out: dict[str, float | int] = {"top": min(k, len(is_tp)),
+                                   "true_positives": int(is_tp[:k].sum())}
+    out.update({kind: int(mask[:k].sum()) for kind, mask in kinds.items()})
+    out["ap"] = _ap(is_tp, n_gt)
+    out.update({f"ap_without_{kind}": _ap(is_tp[~mask], n_gt) for kind, mask in kinds.items()})
     return out

@@ -5,7 +5,9 @@ baseline made of the model's own CAM boxes.
 For each class of the boxes CSV, ``detect`` runs on the images that have boxes of that class,
 and :func:`~gapsvm.core.metrics.detection.detection_summary` pools its detections over those
 images: average precision at IoU 0.5 and 0.3 (VOC, all-point interpolation), recall at one
-false positive per image and the best recall.
+false positive per image and the best recall. What ``detect``'s best-scored false positives
+are (:func:`~gapsvm.core.metrics.detection.false_positive_kinds`) says what would help: only
+those on background can be taught away by hard negatives from images without the class.
 
 The baseline is what gapsvm had before ``detect``: ``boxes(mode="all")``, one box per
 connected region of the CAM at the box threshold, at the network inputs and threshold the
@@ -29,7 +31,11 @@ from gapsvm.core.boxes import Box, cam_to_boxes
 from gapsvm.core.boxes_csv import Annotation
 from gapsvm.core.cam import fuse_cams
 from gapsvm.core.detection import Detection
-from gapsvm.core.metrics.detection import detection_summary
+from gapsvm.core.metrics.detection import (
+    FALSE_POSITIVE_KINDS,
+    detection_summary,
+    false_positive_kinds,
+)
 from gapsvm.estimator.box_settings import box_scales, box_threshold
 from gapsvm.estimator.detection import DEFAULT_NMS_IOU, DEFAULT_SCALES, detect_of
 from gapsvm.estimator.targets import class_index
@@ -162,7 +168,9 @@ def evaluate_detection(
         ``settings`` (the detect options, the baseline's inputs, threshold and score) and
         ``per_class``: label -> ``{"detect": summary, "boxes_all": summary}``, each summary
         as :func:`~gapsvm.core.metrics.detection.detection_summary` returns it (AP at IoU
-        0.5 and 0.3, recall at 1 FPPI, best recall, counts).
+        0.5 and 0.3, recall at 1 FPPI, best recall, counts); ``false_positives``: label ->
+        what ``detect``'s false positives are at IoU 0.5, as
+        :func:`~gapsvm.core.metrics.detection.false_positive_kinds` returns it.
 
     Raises
     ------
@@ -180,6 +188,7 @@ def evaluate_detection(
         class_index(model.classes_, ann.label)  # every label checked before any work
         by_label.setdefault(ann.label, []).append(ann)
     per_class: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, dict[str, Any]] = {}
     for label, anns in by_label.items():
         target = model.classes_[class_index(model.classes_, label)]
         found: dict[str, list[list[Detection]]] = {key: [] for key in DETECTION_METHODS}
@@ -192,8 +201,9 @@ def evaluate_detection(
         truth = [a.boxes for a in anns]
         per_class[label] = {key: detection_summary(dets, truth, IOU_THRESHOLDS)
                             for key, dets in found.items()}
+        kinds[label] = false_positive_kinds(found["detect"], truth, IOU_THRESHOLDS[0])
     return {"settings": _settings(options, sizes, thr, threshold_source or source),
-            "per_class": per_class}
+            "per_class": per_class, "false_positives": kinds}
 
 
 def format_detection_table(section: dict[str, Any]) -> str:
@@ -220,7 +230,22 @@ def format_detection_table(section: dict[str, Any]) -> str:
         for key, name in DETECTION_METHODS.items():
             cells = [_cell(methods[key][k], fmt) for k, _, fmt in _COLUMNS]
             lines.append(f"{name:<{width}}" + "  ".join(f"{c:>12}" for c in cells))
+        kinds = section.get("false_positives", {}).get(label)
+        if kinds:
+            lines.extend(_kinds_lines(kinds))
     return "\n".join(lines)
+
+
+def _kinds_lines(kinds: dict[str, Any]) -> list[str]:
+    """Two lines on detect's false positives: their kinds in the best-scored detections, and
+    the AP@0.5 that removing each kind would give."""
+    counts = ", ".join(f"{kinds[k]} {k}" for k in FALSE_POSITIVE_KINDS)
+    without = ", ".join(f"{k} {_cell(kinds[f'ap_without_{k}'], '{:.3f}')}"
+                        for k in FALSE_POSITIVE_KINDS)
+    return [f"detect's {kinds['top']} best-scored: {kinds['true_positives']} true positives; "
+            f"false: {counts}",
+            f"AP@0.5 {_cell(kinds['ap'], '{:.3f}')}; without the false ones of a kind: "
+            f"{without}"]
 
 
 def _cell(value: Any, fmt: str) -> str:
