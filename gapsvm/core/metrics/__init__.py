@@ -45,6 +45,7 @@ from gapsvm.core.metrics.baselines import (
     uniform_map,
 )
 from gapsvm.core.metrics.detection import (
+    FALSE_POSITIVE_KINDS,
     average_precision,
     best_recall,
     detection_summary,
@@ -89,6 +90,7 @@ from gapsvm.core.metrics.sweep import (
 
 __all__ = [
     "BASELINES",
+    "FALSE_POSITIVE_KINDS",
     "MAXBOXACC_IOUS",
     "MAXBOXACC_THRESHOLDS",
     "POINTING_GAME_REFERENCE_SIDE",
