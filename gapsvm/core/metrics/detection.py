@@ -33,6 +33,7 @@ from gapsvm.core.boxes import Box, BoxLike, as_boxes
 from gapsvm.core.detection import Detection
 from gapsvm.core.metrics.localisation import iou_threshold as check_iou_threshold
 from gapsvm.core.metrics.sweep import box_ious
+from gapsvm.core.validation import check_unit_interval
 from gapsvm.utils.checks import check_int
 
 __all__ = [
@@ -356,8 +357,9 @@ def false_positive_kinds(
     *localisation* error when that best overlap is below ``iou_threshold`` but at least
     ``background_iou`` (a window on part of an object, or on an object and its
     surroundings); *background* when it overlaps no box of its image by ``background_iou``
-    or more. Only background ones can be taught away by negatives from images without the
-    class (hard-negative mining on object-free images); the others need the objects' boxes.
+    or more. Negatives from images without the class (hard-negative mining on object-free
+    images) show the head background only: they can teach away the background kind, while
+    the others lie on or beside the objects.
     The kinds follow Hoiem et al. (2012), who count duplicates with localisation errors.
 
     Parameters
@@ -379,8 +381,8 @@ def false_positive_kinds(
         per kind among them (``"background"``, ``"localisation"``, ``"duplicate"``);
         ``"ap"``, the average precision at ``iou_threshold``, and for each kind
         ``"ap_without_<kind>"``: the average precision once every false positive of that
-        kind, among all detections, is removed (the most that fixing that kind alone can
-        give: removing a false positive changes no match).
+        kind, among all detections, is removed and every other detection keeps its rank
+        (removing a false positive changes no match).
 
     Raises
     ------
@@ -394,10 +396,10 @@ def false_positive_kinds(
        ECCV 2012.
     """
     threshold = check_iou_threshold(iou_threshold)
-    low = check_iou_threshold(background_iou)
-    if low > threshold:
-        raise ValueError(f"background_iou ({low:g}) must not exceed iou_threshold "
-                         f"({threshold:g})")
+    low = check_unit_interval(background_iou, "background_iou")
+    if not 0.0 < low <= threshold:
+        raise ValueError(f"background_iou must be in (0, iou_threshold] = (0, {threshold:g}], "
+                         f"got {low:g}")
     _, is_tp, n_gt, overlap = _match(_pool(detections, ground_truth), threshold)
     k = n_gt if top is None else check_int(top, "top", minimum=0)
     kinds = dict(zip(FALSE_POSITIVE_KINDS, (~is_tp & (overlap < low),
