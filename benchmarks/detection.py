@@ -356,10 +356,11 @@ def markdown(out: dict[str, Any]) -> str:
     lines += ["", "| method | false positives in the top N: background / localisation / "
               "duplicate | AP@0.5 without background ones | without localisation ones |",
               "|---|---|---:|---:|"]
-    lines += [f"| {r['method']} | N={k['top']}: {k['background']} / {k['localisation']} / "
-              f"{k['duplicate']} | {k['ap_without_background']:.3f} | "
-              f"{k['ap_without_localisation']:.3f} |"
-              for r in kinds for k in (r["false_positives"],)]
+    for r in kinds:
+        k = r["false_positives"]
+        lines.append(f"| {r['method']} | N={k['top']}: {k['background']} / {k['localisation']} "
+                     f"/ {k['duplicate']} | {k['ap_without_background']:.3f} | "
+                     f"{k['ap_without_localisation']:.3f} |")
     wins = ",".join(f"{h}x{w}" for h, w in s["windows"])
     lines += ["", f"Chosen on the {out['photos']['even']} even photos: INRIA head trained at "
               f"{s['train_size'][0]}x{s['train_size'][1]}, scales "

@@ -238,14 +238,14 @@ def format_detection_table(section: dict[str, Any]) -> str:
 
 def _kinds_lines(kinds: dict[str, Any]) -> list[str]:
     """Two lines on detect's false positives: their kinds in the best-scored detections, and
-    the AP@0.5 that removing each kind would give."""
+    the AP, at the level they were matched at, that removing each kind would give."""
     counts = ", ".join(f"{kinds[k]} {k}" for k in FALSE_POSITIVE_KINDS)
     without = ", ".join(f"{k} {_cell(kinds[f'ap_without_{k}'], '{:.3f}')}"
                         for k in FALSE_POSITIVE_KINDS)
     return [f"detect's {kinds['top']} best-scored: {kinds['true_positives']} true positives; "
             f"false: {counts}",
-            f"AP@0.5 {_cell(kinds['ap'], '{:.3f}')}; without the false ones of a kind: "
-            f"{without}"]
+            f"AP@{IOU_THRESHOLDS[0]:g} {_cell(kinds['ap'], '{:.3f}')}; without the false ones "
+            f"of a kind: {without}"]
 
 
 def _cell(value: Any, fmt: str) -> str:
